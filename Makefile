@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` and `make test`.
+GO          ?= go
+BIN         := $(CURDIR)/bin
+TEMPORAL    := $(BIN)/temporal
+STATICCHECK := $(BIN)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+FUZZTIME    ?= 5s
+GOFILES      = $(shell find . -name '*.go' -not -path './bin/*')
+
+.PHONY: test lint unit fuzz temporal tools
+
+## test: everything CI runs: formatting, vet, staticcheck, all tests, brief fuzzing
+test: lint unit fuzz
+
+lint: $(STATICCHECK)
+	@bad=$$(gofmt -l $(GOFILES)); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+unit: $(TEMPORAL)
+	TEMPORAL_CLI=$(TEMPORAL) $(GO) test -count=1 ./...
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/labels
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/config
+	$(GO) test -run='^$$' -fuzz='^FuzzReadCSV$$' -fuzztime=$(FUZZTIME) ./internal/dataset
+	$(GO) test -run='^$$' -fuzz='^FuzzReadJSONL$$' -fuzztime=$(FUZZTIME) ./internal/dataset
+
+## temporal: the temporal CLI (dev server + Web UI), v1.5.1 built from the module proxy, reused when present
+temporal: $(TEMPORAL)
+$(TEMPORAL): tools/temporal/go.mod
+	cd tools/temporal && GOFLAGS=-mod=mod $(GO) build -o $(TEMPORAL) github.com/temporalio/cli/cmd/temporal
+	@touch $(TEMPORAL)
+
+$(STATICCHECK):
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+tools: $(TEMPORAL) $(STATICCHECK)

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mhannotator/mha/internal/labels"
 	"github.com/mhannotator/mha/internal/llm"
@@ -19,11 +20,24 @@ import (
 const Model = "offline-keyword-baseline-v1"
 
 // Annotator is the offline baseline. Its zero value is ready to use.
-type Annotator struct{}
+type Annotator struct {
+	// Latency is waited before each answer, so demos and fault tests can watch a run
+	// progress sample by sample.
+	Latency time.Duration
+}
 
 // Complete reads req.Text (not the prompt) and answers in the same <<label>> format an LLM is
 // asked for, with a short account of the rules that fired.
-func (Annotator) Complete(ctx context.Context, req llm.Request) (llm.Response, error) {
+func (a Annotator) Complete(ctx context.Context, req llm.Request) (llm.Response, error) {
+	if a.Latency > 0 {
+		t := time.NewTimer(a.Latency)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return llm.Response{}, ctx.Err()
+		case <-t.C:
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return llm.Response{}, err
 	}

@@ -1,0 +1,206 @@
+// Package dataset reads a dataset file (.xlsx, .csv or .jsonl) into samples.
+//
+// Every format follows the same rules, so a team gets the same samples whichever way it exports:
+//   - The ID and Text columns (jsonl: keys) are found by name, ignoring letter case and
+//     surrounding spaces; other columns are ignored.
+//   - IDs are kept as written, trimmed of surrounding spaces: a numeric 12 stays "12", never
+//     "12.0" as the Python loader made it. Text is kept exactly as written.
+//   - A row with an empty ID or a blank Text, a later row repeating an ID, or a row whose ID or
+//     Text is not valid UTF-8 is skipped and reported with its row number; the first row with an
+//     ID wins. Rows whose cells are all empty are skipped silently, because spreadsheets often
+//     end in blank rows.
+//   - Samples keep file order; Position counts them from 0.
+package dataset
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/mhannotator/mha/internal/store"
+)
+
+// Options tune how a file is read.
+type Options struct {
+	// Sheet names the worksheet to read (xlsx only); "" reads the first one.
+	Sheet string
+}
+
+// Skipped is a row that was not imported, and why.
+type Skipped struct {
+	// Row is the number a person sees in the file: the spreadsheet row number for xlsx (the
+	// header is row 1), the record number for csv (the header is record 1), the line number for
+	// jsonl (from 1, blank lines counted).
+	Row    int
+	Reason string
+}
+
+// Result is what a file yielded.
+type Result struct {
+	Samples []store.Sample
+	Skipped []Skipped
+}
+
+// The column (jsonl: key) names, as shown in messages.
+const (
+	idName   = "ID"
+	textName = "Text"
+)
+
+// supported lists the file extensions Read accepts, as shown in messages.
+const supported = ".xlsx, .csv, .jsonl"
+
+// Read reads the dataset at path, choosing the format by its extension (any letter case).
+func Read(path string, opts Options) (Result, error) {
+	ext := strings.ToLower(filepath.Ext(path))
+	if ext != ".xlsx" && ext != ".csv" && ext != ".jsonl" {
+		return Result{}, fmt.Errorf("read dataset %s: unsupported file extension %q (supported: %s)", path, ext, supported)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return Result{}, fmt.Errorf("read dataset: %w", err)
+	}
+	defer f.Close()
+	var res Result
+	switch ext {
+	case ".xlsx":
+		res, err = ReadXLSX(f, opts)
+	case ".csv":
+		res, err = ReadCSV(f)
+	default:
+		res, err = ReadJSONL(f)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("read dataset %s: %w", path, err)
+	}
+	return res, nil
+}
+
+// collector applies the row rules shared by every format.
+type collector struct {
+	res       Result
+	firstSeen map[string]int // ID → row number of the sample kept for it; rows count from 1
+}
+
+func newCollector() *collector {
+	return &collector{firstSeen: map[string]int{}}
+}
+
+// add keeps the row as a sample or records why it was skipped.
+func (c *collector) add(row int, id, text string) {
+	id = strings.TrimSpace(id)
+	switch {
+	case !utf8.ValidString(id) || !utf8.ValidString(text):
+		c.skip(row, "not valid UTF-8 (save the file with UTF-8 encoding)")
+	case id == "":
+		c.skip(row, "empty ID")
+	case strings.TrimSpace(text) == "":
+		c.skip(row, "empty Text")
+	case c.firstSeen[id] != 0:
+		c.skip(row, fmt.Sprintf("duplicate ID %q at row %d (first seen at row %d)", id, row, c.firstSeen[id]))
+	default:
+		c.firstSeen[id] = row
+		c.res.Samples = append(c.res.Samples, store.Sample{ID: id, Text: text, Position: len(c.res.Samples)})
+	}
+}
+
+func (c *collector) skip(row int, reason string) {
+	c.res.Skipped = append(c.res.Skipped, Skipped{Row: row, Reason: reason})
+}
+
+// addCells handles one row of a table (xlsx or csv); cells may be shorter than the header.
+func (c *collector) addCells(row int, cells []string, idCol, textCol int) {
+	if allBlank(cells) {
+		return
+	}
+	c.add(row, cell(cells, idCol), cell(cells, textCol))
+}
+
+func cell(cells []string, i int) string {
+	if i < len(cells) {
+		return cells[i]
+	}
+	return ""
+}
+
+func allBlank(cells []string) bool {
+	for _, s := range cells {
+		if strings.TrimSpace(s) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// sameName reports whether a header cell or key names the wanted column.
+func sameName(got, want string) bool {
+	return strings.EqualFold(strings.TrimSpace(got), want)
+}
+
+// findColumns locates the ID and Text columns of a header row.
+func findColumns(header []string) (idCol, textCol int, err error) {
+	idCol, textCol = -1, -1
+	for i, name := range header {
+		for _, col := range []struct {
+			name string
+			at   *int
+		}{{idName, &idCol}, {textName, &textCol}} {
+			if !sameName(name, col.name) {
+				continue
+			}
+			if *col.at >= 0 {
+				// Guessing which of two ID columns is meant could import the wrong data.
+				return 0, 0, fmt.Errorf("more than one %q column (found columns: %s)", col.name, nameList(header))
+			}
+			*col.at = i
+		}
+	}
+	if err := missing("column", idCol >= 0, textCol >= 0, header); err != nil {
+		return 0, 0, err
+	}
+	return idCol, textCol, nil
+}
+
+// missing builds the error for a file that lacks the ID or Text column (kind "column" or "key"),
+// or returns nil when it has both.
+func missing(kind string, hasID, hasText bool, found []string) error {
+	var what string
+	switch {
+	case !hasID && !hasText:
+		what = fmt.Sprintf("missing %ss %q and %q", kind, idName, textName)
+	case !hasID:
+		what = fmt.Sprintf("missing %s %q", kind, idName)
+	case !hasText:
+		what = fmt.Sprintf("missing %s %q", kind, textName)
+	default:
+		return nil
+	}
+	return fmt.Errorf("%s (found %ss: %s)", what, kind, nameList(found))
+}
+
+// nameList shows the non-empty names, trimmed, for messages.
+func nameList(names []string) string {
+	var shown []string
+	for _, n := range names {
+		if n = strings.TrimSpace(n); n != "" {
+			shown = append(shown, n)
+		}
+	}
+	if len(shown) == 0 {
+		return "none"
+	}
+	return strings.Join(shown, ", ")
+}
+
+var errEmpty = errors.New("the file is empty")
+
+// skipBOM drops a UTF-8 byte order mark, which Excel writes at the start of "CSV UTF-8" files.
+func skipBOM(r *bufio.Reader) {
+	if b, err := r.Peek(3); err == nil && string(b) == "\uFEFF" {
+		_, _ = r.Discard(3)
+	}
+}

@@ -7,7 +7,16 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME    ?= 5s
 GOFILES      = $(shell find . -name '*.go' -not -path './bin/*')
 
-.PHONY: test lint unit fuzz temporal tools
+.PHONY: run build test lint unit fuzz temporal tools
+
+## run: the whole platform: dev server + Web UI, worker, sample dataset, every enabled run
+run: build $(TEMPORAL)
+	@scripts/run.sh
+
+## build: the worker and starter binaries in ./bin
+build:
+	$(GO) build -o $(BIN)/worker ./worker
+	$(GO) build -o $(BIN)/starter ./starter
 
 ## test: everything CI runs: formatting, vet, staticcheck, all tests, brief fuzzing
 test: lint unit fuzz

@@ -1,0 +1,247 @@
+// Package e2e runs the platform end to end: a real Temporal dev server (the temporal CLI that
+// `make temporal` builds), the real worker and starter binaries, and real SQLite stores.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/mhannotator/mha/internal/config"
+	"github.com/mhannotator/mha/internal/labels"
+	"github.com/mhannotator/mha/internal/runs"
+	"github.com/mhannotator/mha/internal/store"
+	"github.com/mhannotator/mha/workflows"
+)
+
+var (
+	server *testsuite.DevServer
+	binDir string // the worker and starter binaries built for this run
+)
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	cli := os.Getenv("TEMPORAL_CLI")
+	if cli == "" {
+		cli = "../bin/temporal"
+	}
+	if _, err := os.Stat(cli); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: no temporal CLI at %s (run `make temporal`, or set TEMPORAL_CLI): %v\n", cli, err)
+		return 1
+	}
+	var err error
+	if binDir, err = os.MkdirTemp("", "mha-e2e-bin-"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(binDir)
+	for _, cmd := range []string{"worker", "starter"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(binDir, cmd), "../"+cmd)
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n%s", cmd, err, out)
+			return 1
+		}
+	}
+	attrs := make([]temporal.SearchAttributeUpdate, 0, len(workflows.SearchAttributeKeys))
+	for _, k := range workflows.SearchAttributeKeys {
+		attrs = append(attrs, k.ValueSet(""))
+	}
+	quiet := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	server, err = testsuite.StartDevServer(context.Background(), testsuite.DevServerOptions{
+		ExistingPath:     cli,
+		ClientOptions:    &client.Options{Logger: quiet},
+		LogLevel:         "error",
+		SearchAttributes: temporal.NewSearchAttributes(attrs...),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: start dev server:", err)
+		return 1
+	}
+	defer server.Stop()
+	return m.Run()
+}
+
+// stack is one test's platform: its own config dir, store and task queue on the shared server.
+type stack struct {
+	t         *testing.T
+	dir       string
+	cfgDir    string
+	db        string
+	taskQueue string
+	cfg       *config.Config
+	store     store.Store
+	ctl       *runs.Controller
+}
+
+var queues atomic.Int64
+
+// newStack writes settings.json from global (merged over test defaults) and runs, and imports
+// n generated samples.
+func newStack(t *testing.T, global map[string]any, runSpecs map[string]map[labels.Domain]int, n int) *stack {
+	t.Helper()
+	dir := t.TempDir()
+	s := &stack{t: t, dir: dir, cfgDir: filepath.Join(dir, "config"), db: filepath.Join(dir, "mha.db"),
+		taskQueue: fmt.Sprintf("e2e-%s-%d", t.Name(), queues.Add(1))}
+	g := map[string]any{"provider": "offline", "batch_size": 5, "heartbeat_timeout_seconds": 5, "request_timeout_seconds": 4,
+		"max_restart_attempts": 5}
+	for k, v := range global {
+		g[k] = v
+	}
+	annotators := map[string]any{}
+	for id, domains := range runSpecs {
+		a := map[string]any{}
+		for d, target := range domains {
+			a[string(d)] = map[string]any{"enabled": true, "target_count": target}
+		}
+		annotators[id] = a
+	}
+	b, _ := json.MarshalIndent(map[string]any{"global": g, "annotators": annotators}, "", "  ")
+	if err := os.MkdirAll(s.cfgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.cfgDir, config.SettingsFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if s.cfg, err = config.Load(config.Options{Dir: s.cfgDir}); err != nil {
+		t.Fatal(err)
+	}
+	if s.store, err = store.Open(context.Background(), s.db); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.store.Close() })
+	if _, err := s.store.ImportSamples(context.Background(), samples(n)); err != nil {
+		t.Fatal(err)
+	}
+	s.ctl = &runs.Controller{Client: server.Client(), Config: s.cfg, Store: s.store, Namespace: "default",
+		TaskQueue: s.taskQueue, SearchAttributes: true}
+	return s
+}
+
+var sampleTexts = []string{
+	"I feel a bit stressed about exams but mostly okay.",
+	"I have been sad and tired for weeks and I can't sleep.",
+	"My panic attacks make me miss lectures.",
+	"My parents argue all the time and I feel lonely.",
+	"I started drinking every night to cope with my thesis.",
+	"I keep thinking about suicide and wrote a note.",
+}
+
+func samples(n int) []store.Sample {
+	out := make([]store.Sample, n)
+	for i := range out {
+		out[i] = store.Sample{ID: fmt.Sprintf("E-%04d", i+1), Text: fmt.Sprintf("%s (sample %d)", sampleTexts[i%len(sampleTexts)], i+1)}
+	}
+	return out
+}
+
+func (s *stack) commonArgs() []string {
+	return []string{"--config", s.cfgDir, "--db", s.db, "--temporal-address", server.FrontendHostPort(),
+		"--namespace", "default", "--task-queue", s.taskQueue}
+}
+
+// startWorker runs the worker binary until the test ends (or the caller kills it).
+func (s *stack) startWorker() *exec.Cmd {
+	s.t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "worker"), append(s.commonArgs(), "--log-level", "warn")...)
+	logFile, err := os.Create(filepath.Join(s.dir, fmt.Sprintf("worker-%d.log", time.Now().UnixNano())))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logFile.Close()
+		if s.t.Failed() {
+			b, _ := os.ReadFile(logFile.Name())
+			s.t.Logf("worker log %s:\n%s", logFile.Name(), b)
+		}
+	})
+	return cmd
+}
+
+// starter runs the starter binary and returns its stdout and exit code.
+func (s *stack) starter(args ...string) (string, int) {
+	s.t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(binDir, "starter"), append(args, s.commonArgs()...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if exit, ok := err.(*exec.ExitError); ok {
+		code = exit.ExitCode()
+	} else if err != nil {
+		s.t.Fatalf("starter %v: %v", args, err)
+	}
+	if code != 0 {
+		s.t.Logf("starter %v exited %d: %s", args, code, stderr.String())
+	}
+	return stdout.String(), code
+}
+
+func (s *stack) status(p runs.Pair) workflows.Status {
+	s.t.Helper()
+	st, err := s.ctl.Status(context.Background(), p)
+	if err != nil {
+		s.t.Fatalf("status of %s: %v", p.ID(), err)
+	}
+	return st
+}
+
+func (s *stack) stored(p runs.Pair) int {
+	s.t.Helper()
+	c, err := s.store.CountAnnotations(context.Background(), p.Annotator, string(p.Domain), 0)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return c.Total()
+}
+
+// waitFor polls cond until it holds or the timeout passes; cond explains what it saw.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, seen := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, what, seen)
+		}
+		<-tick.C
+	}
+}
+
+func (s *stack) waitStatus(p runs.Pair, want string, timeout time.Duration) workflows.Status {
+	s.t.Helper()
+	var st workflows.Status
+	waitFor(s.t, timeout, p.ID()+" to be "+want, func() (bool, string) {
+		st = s.status(p)
+		return st.Status == want, fmt.Sprintf("%+v", st)
+	})
+	return st
+}
+
+func lines(out string) []string { return strings.Split(strings.TrimSpace(out), "\n") }

@@ -1,0 +1,317 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/worker"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/mhannotator/mha/activities"
+	"github.com/mhannotator/mha/internal/config"
+	"github.com/mhannotator/mha/internal/labels"
+	"github.com/mhannotator/mha/internal/llm"
+	"github.com/mhannotator/mha/internal/llm/offline"
+	"github.com/mhannotator/mha/internal/prompts"
+	"github.com/mhannotator/mha/internal/runs"
+	"github.com/mhannotator/mha/workflows"
+)
+
+func TestTwoRunsCompleteToTheirTargets(t *testing.T) {
+	s := newStack(t, nil, map[string]map[labels.Domain]int{
+		"a1": {labels.Urgency: 23},
+		"a2": {labels.Adjunct: 17},
+	}, 40)
+	s.startWorker()
+	out, code := s.starter("start", "--all")
+	if code != 0 {
+		t.Fatalf("start --all exited %d: %s", code, out)
+	}
+	first, second := runs.Pair{Annotator: "a1", Domain: labels.Urgency}, runs.Pair{Annotator: "a2", Domain: labels.Adjunct}
+	for _, p := range []runs.Pair{first, second} {
+		st := s.waitStatus(p, workflows.StatusCompleted, time.Minute)
+		if st.Completed != st.Target || s.stored(p) != st.Target {
+			t.Fatalf("%s: status %+v, store holds %d; want exactly the target", p.ID(), st, s.stored(p))
+		}
+		replay(t, p)
+	}
+	// status --json reads the finished runs from their results.
+	out, code = s.starter("status", "--json")
+	var docs []workflows.Status
+	if err := json.Unmarshal([]byte(out), &docs); code != 0 || err != nil {
+		t.Fatalf("status --json exited %d (%v): %s", code, err, out)
+	}
+	done := map[string]int{}
+	for _, d := range docs {
+		if d.Status == workflows.StatusCompleted {
+			done[d.WorkflowID] = d.Completed
+		}
+	}
+	if done[first.ID()] != 23 || done[second.ID()] != 17 {
+		t.Fatalf("status --json = %s; want both runs completed with 23 and 17", out)
+	}
+	// Starting again finds nothing to do: the store already holds every annotation.
+	if out, code = s.starter("start", "--all"); code != 0 {
+		t.Fatalf("second start exited %d: %s", code, out)
+	}
+	st := s.waitStatus(first, workflows.StatusCompleted, time.Minute)
+	if s.stored(first) != 23 || st.Completed != 23 {
+		t.Fatalf("after a second start, store holds %d (status %+v); want still 23", s.stored(first), st)
+	}
+}
+
+func TestPausedRunMakesNoProgressUntilResumed(t *testing.T) {
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.05}, map[string]map[labels.Domain]int{
+		"p1": {labels.Intensity: 60},
+	}, 60)
+	p := runs.Pair{Annotator: "p1", Domain: labels.Intensity}
+	s.startWorker()
+	if out, code := s.starter("start", "--annotator", "p1", "--domain", "intensity"); code != 0 {
+		t.Fatalf("start exited %d: %s", code, out)
+	}
+	waitFor(t, time.Minute, "10 stored annotations", func() (bool, string) { n := s.stored(p); return n >= 10, fmt.Sprint(n) })
+	if out, code := s.starter("pause", "--annotator", "p1", "--domain", "intensity"); code != 0 {
+		t.Fatalf("pause exited %d: %s", code, out)
+	}
+	paused := s.waitStatus(p, workflows.StatusPaused, 30*time.Second)
+	atPause := s.stored(p)
+	if paused.Completed != atPause || atPause >= 60 {
+		t.Fatalf("paused status %+v but store holds %d; want the run paused part way with matching counts", paused, atPause)
+	}
+	// A full status round trip later, nothing more has been stored.
+	if out, code := s.starter("status", "--annotator", "p1"); code != 0 {
+		t.Fatalf("status exited %d: %s", code, out)
+	}
+	if n := s.stored(p); n != atPause {
+		t.Fatalf("store grew from %d to %d while paused", atPause, n)
+	}
+	if out, code := s.starter("resume", "--annotator", "p1", "--domain", "intensity"); code != 0 {
+		t.Fatalf("resume exited %d: %s", code, out)
+	}
+	st := s.waitStatus(p, workflows.StatusCompleted, time.Minute)
+	if st.Completed != 60 || s.stored(p) != 60 {
+		t.Fatalf("after resume: status %+v, store %d; want 60", st, s.stored(p))
+	}
+	// History proves it: no batch was scheduled between the pause and the resume signals.
+	events := history(t, p)
+	var pausedAt, resumedAt int64
+	for _, e := range events {
+		if sig := e.GetWorkflowExecutionSignaledEventAttributes(); sig != nil {
+			switch sig.GetSignalName() {
+			case workflows.SignalPause:
+				pausedAt = e.GetEventId()
+			case workflows.SignalResume:
+				resumedAt = e.GetEventId()
+			}
+		}
+	}
+	if pausedAt == 0 || resumedAt <= pausedAt {
+		t.Fatalf("history lacks pause (%d) then resume (%d)", pausedAt, resumedAt)
+	}
+	for _, e := range events {
+		a := e.GetActivityTaskScheduledEventAttributes()
+		if a != nil && a.GetActivityType().GetName() == activities.AnnotateBatchName && e.GetEventId() > pausedAt && e.GetEventId() < resumedAt {
+			t.Fatalf("batch scheduled at event %d, between pause (%d) and resume (%d)", e.GetEventId(), pausedAt, resumedAt)
+		}
+	}
+	replay(t, p)
+}
+
+// hangingProvider wedges, ignoring its context, on the first call for one sample.
+type hangingProvider struct {
+	llm.Provider
+	hangText string
+	once     sync.Once
+	hung     chan struct{}
+}
+
+func (h *hangingProvider) Complete(ctx context.Context, req llm.Request) (llm.Response, error) {
+	hang := false
+	if req.Text == h.hangText {
+		h.once.Do(func() { hang = true })
+	}
+	if hang {
+		close(h.hung)
+		select {} // a call that never returns, as a silently dropped connection does
+	}
+	return h.Provider.Complete(ctx, req)
+}
+
+func TestHungCallIsRecoveredByTheHeartbeatTimeout(t *testing.T) {
+	s := newStack(t, map[string]any{"heartbeat_timeout_seconds": 2, "request_timeout_seconds": 1.5}, map[string]map[labels.Domain]int{
+		"h1": {labels.Modality: 30},
+	}, 30)
+	p := runs.Pair{Annotator: "h1", Domain: labels.Modality}
+	// Lift the request timeout past the heartbeat timeout, as an unbounded client would
+	// have it, so that only the heartbeat machinery can end the hang.
+	cfg := *s.cfg
+	cfg.Global.RequestTimeout = time.Hour
+	prov := &hangingProvider{Provider: offline.Annotator{}, hangText: samples(30)[12].Text, hung: make(chan struct{})}
+	w := worker.New(server.Client(), s.taskQueue, worker.Options{})
+	workflows.Register(w)
+	activities.Register(w, &activities.Activities{Store: s.store, Config: &cfg, Prompts: prompts.Library{Dir: filepath.Join(s.cfgDir, "prompts")},
+		Provider: func(config.Annotator) (llm.Provider, error) { return prov, nil }, ControlInterval: 250 * time.Millisecond})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+
+	if r := s.ctl.Start(context.Background(), p); r.Outcome != runs.Started {
+		t.Fatalf("start: %+v", r)
+	}
+	<-prov.hung
+	hungAt := time.Now()
+	st := s.waitStatus(p, workflows.StatusCompleted, time.Minute)
+	if st.Completed != 30 || s.stored(p) != 30 {
+		t.Fatalf("status %+v, store %d; want all 30 annotated after the hang", st, s.stored(p))
+	}
+	if st.Restarts < 1 {
+		t.Fatalf("status %+v shows no restart, but the hung batch must have been retried", st)
+	}
+	t.Logf("hang to completion: %s (heartbeat timeout 2s)", time.Since(hungAt).Round(10*time.Millisecond))
+	replay(t, p)
+}
+
+func TestWorkerKilledMidBatchIsReplacedWithoutDuplicates(t *testing.T) {
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.02, "batch_size": 20, "heartbeat_timeout_seconds": 3,
+		"request_timeout_seconds": 2}, map[string]map[labels.Domain]int{"k1": {labels.Therapeutic: 150}}, 150)
+	p := runs.Pair{Annotator: "k1", Domain: labels.Therapeutic}
+	first := s.startWorker()
+	if out, code := s.starter("start", "--annotator", "k1"); code != 0 {
+		t.Fatalf("start exited %d: %s", code, out)
+	}
+	waitFor(t, time.Minute, "30 stored annotations", func() (bool, string) { n := s.stored(p); return n >= 30, fmt.Sprint(n) })
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	atKill := s.stored(p)
+	if atKill >= 150 {
+		t.Fatalf("the run finished (%d) before the worker was killed; the test proves nothing", atKill)
+	}
+	s.startWorker()
+	st := s.waitStatus(p, workflows.StatusCompleted, time.Minute)
+	if st.Completed != 150 || s.stored(p) != 150 {
+		t.Fatalf("status %+v, store %d; want exactly 150 after the restart", st, s.stored(p))
+	}
+	// One row per sample, each made by a single call: the crash repeated no stored work.
+	rows := exportRows(t, s)
+	seen := map[any]bool{}
+	for _, r := range rows {
+		if seen[r["sample_id"]] || r["attempt"] != 1.0 {
+			t.Fatalf("export row %v is a duplicate or was asked more than once", r)
+		}
+		seen[r["sample_id"]] = true
+	}
+	if len(rows) != 150 {
+		t.Fatalf("export has %d rows, want 150", len(rows))
+	}
+	t.Logf("killed at %d of 150 stored", atKill)
+	replay(t, p)
+}
+
+func TestConcurrentStartsYieldOneRun(t *testing.T) {
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.01}, map[string]map[labels.Domain]int{"c1": {labels.Redressal: 20}}, 20)
+	p := runs.Pair{Annotator: "c1", Domain: labels.Redressal}
+	s.startWorker()
+	results := make([]runs.Result, 8)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Go(func() { results[i] = s.ctl.Start(context.Background(), p) })
+	}
+	wg.Wait()
+	started := 0
+	for _, r := range results {
+		switch r.Outcome {
+		case runs.Started:
+			started++
+		case runs.AlreadyRunning:
+		default:
+			t.Fatalf("concurrent start gave %+v", r)
+		}
+	}
+	if started != 1 {
+		t.Fatalf("%d of 8 concurrent starts started a run (%+v); want exactly 1", started, results)
+	}
+	s.waitStatus(p, workflows.StatusCompleted, time.Minute)
+	resp, err := server.Client().ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+		Namespace: "default", Query: "WorkflowId = '" + p.ID() + "'"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(resp.GetExecutions()); n != 1 {
+		t.Fatalf("visibility lists %d executions of %s, want 1", n, p.ID())
+	}
+	if s.stored(p) != 20 {
+		t.Fatalf("store holds %d, want 20", s.stored(p))
+	}
+}
+
+// history returns the events of p's latest run.
+func history(t *testing.T, p runs.Pair) []*historypb.HistoryEvent {
+	t.Helper()
+	it := server.Client().GetWorkflowHistory(context.Background(), p.ID(), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var events []*historypb.HistoryEvent
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, e)
+	}
+	return events
+}
+
+// replay runs p's recorded history through the current workflow code: any nondeterminism
+// fails the test. With MHA_RECORD_HISTORY=DIR it also saves the history as JSON, which is how
+// the histories under workflows/testdata were made.
+func replay(t *testing.T, p runs.Pair) {
+	t.Helper()
+	h := &historypb.History{Events: history(t, p)}
+	r := worker.NewWorkflowReplayer()
+	workflows.Register(r)
+	if err := r.ReplayWorkflowHistory(nil, h); err != nil {
+		t.Fatalf("replaying %s: %v", p.ID(), err)
+	}
+	if dir := os.Getenv("MHA_RECORD_HISTORY"); dir != "" {
+		b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, p.ID()+".json"), b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func exportRows(t *testing.T, s *stack) []map[string]any {
+	t.Helper()
+	out, code := s.starter("export", "--format", "jsonl")
+	if code != 0 {
+		t.Fatalf("export exited %d", code)
+	}
+	var rows []map[string]any
+	dec := json.NewDecoder(strings.NewReader(out))
+	for {
+		var row map[string]any
+		if err := dec.Decode(&row); errors.Is(err, io.EOF) {
+			return rows
+		} else if err != nil {
+			t.Fatalf("export output: %v", err)
+		}
+		rows = append(rows, row)
+	}
+}

@@ -152,7 +152,7 @@ func (c *Controller) Start(ctx context.Context, p Pair) Result {
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		// Without this the client quietly returns the running workflow as if it had started.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary: fmt.Sprintf("annotator %s, %s, target %d", p.Annotator, p.Domain, ds.TargetCount),
+		StaticSummary:                            fmt.Sprintf("annotator %s, %s, target %d", p.Annotator, p.Domain, ds.TargetCount),
 	}
 	if c.SearchAttributes {
 		opts.TypedSearchAttributes = temporal.NewSearchAttributes(

@@ -119,12 +119,16 @@ func (a *Activities) AnnotateBatch(ctx context.Context, in BatchInput) (BatchRes
 		if err := gate.mayStart(ctx, s.Position-1); err != nil {
 			return BatchResult{}, err
 		}
-		result, err := a.annotate(deadline.ctx, provider, ann, prompt, in.Domain, s)
+		alive := func() {
+			deadline.progress()
+			activity.RecordHeartbeat(ctx, s.Position-1)
+		}
+		result, err := a.annotate(deadline.ctx, provider, ann, prompt, in.Domain, s, alive)
 		if err != nil {
 			if cause := context.Cause(deadline.ctx); cause != nil {
 				return BatchResult{}, cause
 			}
-			return BatchResult{}, fmt.Errorf("annotate sample %s: %w", s.ID, err)
+			return BatchResult{}, batchError(s.ID, err)
 		}
 		// The call is paid for: store it even if the batch was cancelled meanwhile.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeWriteTimeout)
@@ -150,14 +154,30 @@ func (a *Activities) AnnotateBatch(ctx context.Context, in BatchInput) (BatchRes
 }
 
 // annotate asks for one sample's label, re-asking up to max_retries times while the reply is
-// malformed, and returns the annotation to store.
+// malformed, and returns the annotation to store. A per-minute rate limit is waited out here
+// (calling alive meanwhile); failures the sample itself carries (blocked, empty output, a
+// refused request) are recorded on it; any other failure is returned.
 func (a *Activities) annotate(ctx context.Context, p llm.Provider, ann config.Annotator, prompt prompts.Prompt,
-	d labels.Domain, s store.Sample) (store.Annotation, error) {
+	d labels.Domain, s store.Sample, alive func()) (store.Annotation, error) {
 	req := llm.Request{Model: ann.ModelName, Prompt: prompts.Render(prompt.Template, s.Text), Domain: d, Text: s.Text}
 	result := store.Annotation{Annotator: ann.ID, Domain: string(d), SampleID: s.ID, Model: ann.ModelName, PromptHash: prompt.Hash}
 	start := time.Now()
+	waits := 0
 	for calls := 1; ; calls++ {
 		resp, err := complete(ctx, p, req, a.Config.Global.RequestTimeout)
+		if wait, limited := rateLimitWait(err); limited && waits < maxRateLimitWaits {
+			waits++
+			calls--
+			if err := waitOut(ctx, wait, alive); err != nil {
+				return store.Annotation{}, err
+			}
+			continue
+		}
+		if status, recorded := sampleOutcome(err); recorded {
+			result.Status, result.Error, result.Attempt = status, err.Error(), calls
+			result.LatencyMS = time.Since(start).Milliseconds()
+			return result, nil
+		}
 		if err != nil {
 			return store.Annotation{}, err
 		}

@@ -24,10 +24,13 @@ const (
 	ErrPromptMissing = "PromptMissing"
 	ErrNoSamples     = "NoSamples"
 	ErrInvalidKey    = "InvalidAPIKey"
+	// ErrDailyQuota ends a batch when the day's quota is spent; its details hold the reset
+	// time, and the workflow waits for it on a durable timer instead of holding an activity.
+	ErrDailyQuota = "DailyQuota"
 )
 
 // NonRetryable lists the error types above.
-var NonRetryable = []string{ErrBadConfig, ErrPromptMissing, ErrNoSamples, ErrInvalidKey}
+var NonRetryable = []string{ErrBadConfig, ErrPromptMissing, ErrNoSamples, ErrInvalidKey, ErrDailyQuota}
 
 // ProgressInput asks for a run's stored progress.
 type ProgressInput struct {

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -204,6 +205,8 @@ func (r *run) runBatch(ctx workflow.Context) {
 	case errors.As(err, &canceled):
 		// Paused or stopped mid-batch: the samples stored so far are counted from the store.
 		r.st.NeedsProgress = true
+	case isDailyQuota(err):
+		r.waitForQuota(ctx, err)
 	case err != nil:
 		r.fail(ctx, err)
 	default:
@@ -215,6 +218,38 @@ func (r *run) runBatch(ctx workflow.Context) {
 		if minutes := now.Sub(r.st.RateSince).Minutes(); minutes > 0 {
 			r.st.SamplesPerMinute = float64(r.st.RateSamples) / minutes
 		}
+	}
+}
+
+func isDailyQuota(err error) bool {
+	var app *temporal.ApplicationError
+	return errors.As(err, &app) && app.Type() == activities.ErrDailyQuota
+}
+
+// waitForQuota waits on a durable timer until the day's quota returns: no activity and no
+// worker slot is held meanwhile, and the wait survives worker and server restarts. Pause and
+// stop still work while it waits.
+func (r *run) waitForQuota(ctx workflow.Context, err error) {
+	var app *temporal.ApplicationError
+	errors.As(err, &app)
+	var reset time.Time
+	if app.Details(&reset) != nil || reset.IsZero() {
+		reset = workflow.Now(ctx).Add(time.Hour)
+	}
+	r.st.LastError = fmt.Sprintf("%s; waiting until %s", app.Message(), reset.UTC().Format(time.RFC3339))
+	r.st.NeedsProgress = true
+	r.setStatus(ctx, StatusWaitingQuota)
+	wctx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	timer := workflow.NewTimer(wctx, reset.Sub(workflow.Now(ctx)))
+	for !timer.IsReady() && !r.stop && !r.st.Paused {
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(timer, func(workflow.Future) {})
+		r.addSignals(ctx, sel)
+		sel.Select(ctx)
+	}
+	if timer.IsReady() {
+		r.st.LastError = ""
 	}
 }
 

@@ -293,3 +293,32 @@ func TestRunIDsRoundTrip(t *testing.T) {
 		t.Fatal("ParseRunID accepted an unknown domain")
 	}
 }
+
+func TestSpentDailyQuotaWaitsOnATimerUntilTheReset(t *testing.T) {
+	f := newFakeStore(30)
+	env := newEnv(t, f)
+	var reset time.Time
+	env.RegisterDelayedCallback(func() {
+		reset = env.Now().Add(5 * time.Hour)
+		f.failFor = 1
+		f.failErr = temporal.NewApplicationErrorWithOptions("quota", activities.ErrDailyQuota,
+			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{reset}})
+	}, 90*time.Second)
+	var waiting Status
+	env.RegisterDelayedCallback(func() { waiting = query(t, env) }, 3*time.Hour)
+	env.ExecuteWorkflow(AnnotationRun, input(30))
+	st := result(t, env)
+	if waiting.Status != StatusWaitingQuota || waiting.Completed != 10 {
+		t.Fatalf("status during the wait = %+v, want waiting_quota with 10 done", waiting)
+	}
+	if st.Status != StatusCompleted || st.Completed != 30 {
+		t.Fatalf("final status = %+v, want completed", st)
+	}
+	// The batches after the failed one did their work only after the reset.
+	if last := f.ran[len(f.ran)-1]; last.Before(reset) {
+		t.Fatalf("last batch worked at %s, before the quota reset at %s", last, reset)
+	}
+	if f.calls != 4 {
+		t.Fatalf("batch calls = %d, want 4: one ok, one refused, two after the reset", f.calls)
+	}
+}

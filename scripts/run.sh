@@ -25,6 +25,7 @@ stop_all() {
 }
 trap stop_all EXIT
 trap 'exit 130' INT TERM
+trap '' PIPE # a closed stdout (say, `make run | tee`) must not skip the cleanup
 
 healthy() { bin/temporal operator cluster health --address "$addr" >/dev/null 2>&1; }
 
@@ -33,7 +34,9 @@ if healthy; then
   ui="(the UI of the server at $addr)"
 else
   echo "Starting a Temporal dev server at $addr (database data/temporal.db, log data/temporal.log)..."
-  bin/temporal server start-dev --ip "$host" --port "$port" --ui-port "$ui_port" \
+  # setsid: Ctrl-C reaches the worker first; the server stops only after the worker has
+  # finished its samples in flight and reported them.
+  setsid bin/temporal server start-dev --ip "$host" --port "$port" --ui-port "$ui_port" \
     --db-filename data/temporal.db --log-level warn \
     --search-attribute Annotator=Keyword --search-attribute Domain=Keyword --search-attribute RunStatus=Keyword \
     >>data/temporal.log 2>&1 &

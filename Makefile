@@ -7,7 +7,7 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME    ?= 5s
 GOFILES      = $(shell find . -name '*.go' -not -path './bin/*')
 
-.PHONY: run build test lint unit fuzz temporal tools
+.PHONY: run build test lint unit fuzz bench temporal tools
 
 ## run: the whole platform: dev server + Web UI, worker, sample dataset, every enabled run
 run: build $(TEMPORAL)
@@ -34,6 +34,10 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/config
 	$(GO) test -run='^$$' -fuzz='^FuzzReadCSV$$' -fuzztime=$(FUZZTIME) ./internal/dataset
 	$(GO) test -run='^$$' -fuzz='^FuzzReadJSONL$$' -fuzztime=$(FUZZTIME) ./internal/dataset
+
+## bench: 30 offline runs on a dev server against a bare loop (annotations/s, worker memory)
+bench: $(TEMPORAL)
+	TEMPORAL_CLI=$(TEMPORAL) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./e2e
 
 ## temporal: the temporal CLI (dev server + Web UI), v1.5.1 built from the module proxy, reused when present
 temporal: $(TEMPORAL)

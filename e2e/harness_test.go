@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,7 +77,7 @@ func runMain(m *testing.M) int {
 
 // stack is one test's platform: its own config dir, store and task queue on the shared server.
 type stack struct {
-	t         *testing.T
+	t         testing.TB
 	dir       string
 	cfgDir    string
 	db        string
@@ -92,7 +91,7 @@ var queues atomic.Int64
 
 // newStack writes settings.json from global (merged over test defaults) and runs, and imports
 // n generated samples.
-func newStack(t *testing.T, global map[string]any, runSpecs map[string]map[labels.Domain]int, n int) *stack {
+func newStack(t testing.TB, global map[string]any, runSpecs map[string]map[labels.Domain]int, n int) *stack {
 	t.Helper()
 	dir := t.TempDir()
 	s := &stack{t: t, dir: dir, cfgDir: filepath.Join(dir, "config"), db: filepath.Join(dir, "mha.db"),
@@ -217,7 +216,7 @@ func (s *stack) stored(p runs.Pair) int {
 }
 
 // waitFor polls cond until it holds or the timeout passes; cond explains what it saw.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -243,5 +242,3 @@ func (s *stack) waitStatus(p runs.Pair, want string, timeout time.Duration) work
 	})
 	return st
 }
-
-func lines(out string) []string { return strings.Split(strings.TrimSpace(out), "\n") }

@@ -74,4 +74,5 @@ func ParseRunID(id string) (string, labels.Domain, error) {
 // Register adds the workflows to a worker under their public names.
 func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(AnnotationRun, workflow.RegisterOptions{Name: AnnotationRunName})
+	r.RegisterWorkflowWithOptions(Quota, workflow.RegisterOptions{Name: QuotaName})
 }

@@ -134,7 +134,7 @@ func (r *run) execute(ctx workflow.Context) (Status, error) {
 		}
 		r.runBatch(ctx)
 
-		if r.shouldContinueAsNew(ctx) {
+		if continueAsNewDue(ctx, maxHistoryEvents) {
 			return r.continueAsNew(ctx)
 		}
 	}
@@ -384,11 +384,6 @@ func (r *run) setStatus(ctx workflow.Context, status string) {
 			workflow.GetLogger(ctx).Warn("Could not update the RunStatus search attribute", "error", err)
 		}
 	}
-}
-
-func (r *run) shouldContinueAsNew(ctx workflow.Context) bool {
-	info := workflow.GetInfo(ctx)
-	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > maxHistoryEvents
 }
 
 // continueAsNew hands the state to a fresh run. Signals still buffered would be lost, so they

@@ -1,0 +1,49 @@
+package fake
+
+import (
+	"maps"
+	"slices"
+	"time"
+)
+
+// Stats counts what the server saw since Start or the last ResetStats.
+type Stats struct {
+	Requests int                 // every request received, model listings included
+	ByKey    map[string]KeyStats // by the API key as received ("" when none was sent)
+	// Duplicates counts accepted requests whose (key, model, prompt) had already been
+	// accepted and answered before: work paid twice. The memory of answered work survives
+	// ResetStats, so a test can reset, restart a run and count repeats of earlier work.
+	Duplicates  int
+	InFlight    int
+	MaxInFlight int
+}
+
+// KeyStats counts one key's requests. Every generate request lands in exactly one of
+// Accepted (served a normal reply, counted against the quota), RateLimited (refused by the
+// key's quota), Rejected (missing or unknown key, invalid body) or Faulted (answered by an
+// injected or random fault). Model listings count only in Requests, or Rejected for bad keys.
+type KeyStats struct {
+	Requests, Accepted, RateLimited, Rejected, Faulted int
+	AcceptedAt                                         []time.Time // by Options.Now
+}
+
+// Stats returns a copy of the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.ByKey = maps.Clone(s.stats.ByKey)
+	for k, ks := range st.ByKey {
+		ks.AcceptedAt = slices.Clone(ks.AcceptedAt)
+		st.ByKey[k] = ks
+	}
+	return st
+}
+
+// ResetStats zeroes the counters. Quota windows, queued faults and the memory of answered
+// work are kept; MaxInFlight restarts from the requests in flight now.
+func (s *Server) ResetStats() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats = Stats{ByKey: map[string]KeyStats{}, InFlight: s.stats.InFlight, MaxInFlight: s.stats.InFlight}
+}

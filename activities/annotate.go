@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -14,6 +15,7 @@ import (
 	"github.com/mhannotator/mha/internal/labels"
 	"github.com/mhannotator/mha/internal/llm"
 	"github.com/mhannotator/mha/internal/llm/offline"
+	"github.com/mhannotator/mha/internal/llm/providers"
 	"github.com/mhannotator/mha/internal/prompts"
 	"github.com/mhannotator/mha/internal/store"
 )
@@ -29,6 +31,40 @@ type Activities struct {
 	// stopped before starting its next sample (a synchronous heartbeat). Zero turns the check
 	// off, for tests without a server; cancellation then arrives with the SDK's heartbeats.
 	ControlInterval time.Duration
+	// Limiter meters provider calls per quota pool; nil leaves calls unmetered. The offline
+	// annotator is never metered.
+	Limiter Limiter
+
+	// Reload, when set, re-reads the config before each batch, so a fixed API key or a
+	// changed setting reaches runs without a worker restart. A config that fails to load
+	// (half edited, say) leaves the last good one in use.
+	Reload func() (*config.Config, error)
+
+	mu        sync.Mutex
+	providers map[string]llm.Provider // by providerKey
+}
+
+// config returns the config for the next batch.
+func (a *Activities) config(ctx context.Context) *config.Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.Reload != nil {
+		if cfg, err := a.Reload(); err != nil {
+			activity.GetLogger(ctx).Warn("Config reload failed; keeping the last good config", "error", err)
+		} else {
+			a.Config = cfg
+		}
+	}
+	return a.Config
+}
+
+// Limiter hands out call slots of a quota pool (runs.QuotaClient over the quota workflow).
+type Limiter interface {
+	// Reserve returns when one call may start, or a non-zero exhaustedUntil when the pool's
+	// day is spent.
+	Reserve(ctx context.Context, pool, requester string, tokens int) (start, exhaustedUntil time.Time, err error)
+	// Penalize tells the pool the provider answered 429: nothing is granted until until.
+	Penalize(ctx context.Context, pool string, until time.Time, by string) error
 }
 
 // storeWriteTimeout bounds one store write of an already-paid-for result.
@@ -76,12 +112,14 @@ func (a *Activities) Progress(ctx context.Context, in ProgressInput) (ProgressRe
 // the last one stopped and never annotates a sample twice.
 func (a *Activities) AnnotateBatch(ctx context.Context, in BatchInput) (BatchResult, error) {
 	info := activity.GetInfo(ctx)
-	ann, ok := a.Config.Annotator(in.Annotator)
+	cfg := a.config(ctx)
+	g := cfg.Global
+	ann, ok := cfg.Annotator(in.Annotator)
 	if !ok {
 		return BatchResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("annotator %q is not in the config", in.Annotator), ErrBadConfig, nil)
 	}
-	provider, err := a.provider(ann)
+	provider, err := a.provider(ann, g)
 	if err != nil {
 		return BatchResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrBadConfig, nil)
 	}
@@ -123,7 +161,7 @@ func (a *Activities) AnnotateBatch(ctx context.Context, in BatchInput) (BatchRes
 			deadline.progress()
 			activity.RecordHeartbeat(ctx, s.Position-1)
 		}
-		result, err := a.annotate(deadline.ctx, provider, ann, prompt, in.Domain, s, alive)
+		result, err := a.annotate(deadline.ctx, g, provider, ann, prompt, in.Domain, s, alive)
 		if err != nil {
 			if cause := context.Cause(deadline.ctx); cause != nil {
 				return BatchResult{}, cause
@@ -157,18 +195,22 @@ func (a *Activities) AnnotateBatch(ctx context.Context, in BatchInput) (BatchRes
 // malformed, and returns the annotation to store. A per-minute rate limit is waited out here
 // (calling alive meanwhile); failures the sample itself carries (blocked, empty output, a
 // refused request) are recorded on it; any other failure is returned.
-func (a *Activities) annotate(ctx context.Context, p llm.Provider, ann config.Annotator, prompt prompts.Prompt,
+func (a *Activities) annotate(ctx context.Context, g config.Global, p llm.Provider, ann config.Annotator, prompt prompts.Prompt,
 	d labels.Domain, s store.Sample, alive func()) (store.Annotation, error) {
 	req := llm.Request{Model: ann.ModelName, Prompt: prompts.Render(prompt.Template, s.Text), Domain: d, Text: s.Text}
 	result := store.Annotation{Annotator: ann.ID, Domain: string(d), SampleID: s.ID, Model: ann.ModelName, PromptHash: prompt.Hash}
 	start := time.Now()
 	waits := 0
 	for calls := 1; ; calls++ {
-		resp, err := complete(ctx, p, req, a.Config.Global.RequestTimeout)
+		if err := a.awaitSlot(ctx, g, ann, req, alive); err != nil {
+			return store.Annotation{}, err
+		}
+		// Each streamed chunk is progress: the call is alive even before the sample is stored.
+		resp, err := complete(llm.WithProgress(ctx, alive), p, req, g.RequestTimeout)
 		if wait, limited := rateLimitWait(err); limited && waits < maxRateLimitWaits {
 			waits++
 			calls--
-			if err := waitOut(ctx, wait, alive); err != nil {
+			if err := a.penalize(ctx, ann, wait, alive); err != nil {
 				return store.Annotation{}, err
 			}
 			continue
@@ -190,7 +232,7 @@ func (a *Activities) annotate(ctx context.Context, p llm.Provider, ann config.An
 		if resp.Model != "" {
 			result.Model = resp.Model
 		}
-		if outcome.OK() || calls > a.Config.Global.MaxRetries {
+		if outcome.OK() || calls > g.MaxRetries {
 			result.Status = store.StatusOK
 			if !outcome.OK() {
 				result.Status = store.StatusMalformed
@@ -223,16 +265,74 @@ func complete(ctx context.Context, p llm.Provider, req llm.Request, timeout time
 	}
 }
 
-func (a *Activities) provider(ann config.Annotator) (llm.Provider, error) {
+// metered reports whether ann's calls draw on a quota pool.
+func (a *Activities) metered(ann config.Annotator) bool {
+	return a.Limiter != nil && ann.Provider != config.ProviderOffline
+}
+
+// awaitSlot waits for the pool's go-ahead for one call. A spent day ends the batch with a
+// DailyQuota error, so the run waits on a durable timer rather than in this activity.
+func (a *Activities) awaitSlot(ctx context.Context, g config.Global, ann config.Annotator, req llm.Request, alive func()) error {
+	if !a.metered(ann) {
+		return nil
+	}
+	// Tokens are estimated at four characters each, plus the reply budget.
+	tokens := len(req.Prompt)/4 + g.MaxOutputTokens
+	at, exhausted, err := a.Limiter.Reserve(ctx, ann.QuotaPool, activity.GetInfo(ctx).WorkflowExecution.ID, tokens)
+	if err != nil {
+		return err
+	}
+	if !exhausted.IsZero() {
+		return &llm.Error{Kind: llm.DailyQuota, Provider: "quota pool " + ann.QuotaPool, ResetAt: exhausted,
+			Message: "the pool's requests_per_day are spent"}
+	}
+	return waitOut(ctx, time.Until(at), alive)
+}
+
+// penalize handles a 429: with a limiter the whole pool waits (the next reservation lands
+// after the penalty); without one, only this call waits.
+func (a *Activities) penalize(ctx context.Context, ann config.Annotator, wait time.Duration, alive func()) error {
+	if !a.metered(ann) {
+		return waitOut(ctx, wait, alive)
+	}
+	return a.Limiter.Penalize(ctx, ann.QuotaPool, time.Now().Add(wait), activity.GetInfo(ctx).WorkflowExecution.ID)
+}
+
+// provider returns ann's provider, built once per worker and settings so its connection
+// pool is shared by all the annotator's runs.
+func (a *Activities) provider(ann config.Annotator, g config.Global) (llm.Provider, error) {
 	if a.Provider != nil {
 		return a.Provider(ann)
 	}
-	switch ann.Provider {
-	case config.ProviderOffline:
-		return offline.Annotator{Latency: a.Config.Global.OfflineLatency}, nil
-	default:
-		return nil, fmt.Errorf("annotator %s: provider %q is not available in this build", ann.ID, ann.Provider)
+	if ann.Provider == config.ProviderOffline {
+		return offline.Annotator{Latency: g.OfflineLatency}, nil
 	}
+	key := providerKey(ann, g)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p, ok := a.providers[key]; ok {
+		return p, nil
+	}
+	p, err := providers.New(ann, g)
+	if err != nil {
+		return nil, err
+	}
+	if a.providers == nil {
+		a.providers = map[string]llm.Provider{}
+	}
+	a.providers[key] = p
+	return p, nil
+}
+
+// providerKey names everything a provider is built from, so a changed key or setting gets a
+// new provider and an unchanged one keeps its connections.
+func providerKey(ann config.Annotator, g config.Global) string {
+	budget := "none"
+	if g.ThinkingBudget != nil {
+		budget = fmt.Sprint(*g.ThinkingBudget)
+	}
+	return fmt.Sprint(ann.ID, "\x00", ann.Provider, "\x00", ann.BaseURL, "\x00", ann.ModelName, "\x00", ann.APIKey.Reveal(), "\x00",
+		g.Stream, g.RequestTimeout, g.StreamIdleTimeout, g.Temperature, g.MaxOutputTokens, budget, g.SafetyThreshold, g.MaxConcurrentActivities)
 }
 
 func sampleIDs(samples []store.Sample) []string {

@@ -88,6 +88,13 @@ func runControl(ctx context.Context, in *invocation, name string, sel runs.Selec
 			fmt.Fprintf(in.stderr, "starter: warning: %v; starting runs without search attributes\n", err)
 		}
 		ctl.SearchAttributes = ok
+		// Changed limits in settings.json reach running quota pools with the start.
+		quotas := runs.QuotaClient{Client: cl, TaskQueue: in.common.TaskQueue}
+		for _, pool := range runs.Pools(cfg) {
+			if err := quotas.Configure(ctx, pool, runs.LimitsFrom(cfg.Global)); err != nil {
+				fmt.Fprintf(in.stderr, "starter: warning: %v\n", err)
+			}
+		}
 		op = ctl.Start
 		if name == "restart" {
 			wait := cfg.Global.HeartbeatTimeout + restartGrace

@@ -53,6 +53,7 @@ var commands = []command{
 			"With --all only enabled runs are restarted.",
 		"starter restart --annotator 1"),
 	statusCommand,
+	quotaCommand,
 	exportCommand,
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/mhannotator/mha/activities"
 	"github.com/mhannotator/mha/internal/appenv"
 	"github.com/mhannotator/mha/internal/prompts"
+	"github.com/mhannotator/mha/internal/runs"
 	"github.com/mhannotator/mha/workflows"
 )
 
@@ -78,8 +79,10 @@ func run(args []string) error {
 	activities.Register(w, &activities.Activities{
 		Store:           st,
 		Config:          cfg,
+		Reload:          common.LoadConfig,
 		Prompts:         prompts.Library{Dir: filepath.Join(common.ConfigDir, "prompts")},
 		ControlInterval: controlInterval,
+		Limiter:         &runs.QuotaClient{Client: c, TaskQueue: common.TaskQueue, Limits: runs.LimitsFrom(cfg.Global)},
 	})
 	logger.Info("Worker starting", slog.String("temporal", common.TemporalAddress), slog.String("namespace", common.Namespace),
 		slog.String("task_queue", common.TaskQueue), slog.String("db", common.DB), slog.Int("max_concurrent_activities", *maxActivities))

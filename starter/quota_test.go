@@ -1,0 +1,24 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mhannotator/mha/workflows"
+)
+
+func TestQuotaTableShowsUseLimitsAndPenalties(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	got := renderQuota([]workflows.QuotaStatus{
+		{Pool: "projA", RequestsPerMinute: 15, RequestsPerDay: 1500, CallsThisMinute: 15, CallsToday: 120,
+			NextFreeSlot: now.Add(20 * time.Second), PenaltyUntil: now.Add(30 * time.Second)},
+		{Pool: "projB", RequestsPerMinute: 60, RequestsPerDay: 100, TokensPerMinute: 1000, TokensThisMinute: 250, NextFreeSlot: now},
+		{Pool: "unused"},
+	}, []bool{true, true, false}, now)
+	for _, want := range []string{"POOL", "projA", "15/15", "120/1500", "in 20s", "429, 30s left", "projB", "250/1000", "now", "unused", "not_started"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("quota table lacks %q:\n%s", want, got)
+		}
+	}
+}

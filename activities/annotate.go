@@ -243,10 +243,14 @@ func (a *Activities) annotate(ctx context.Context, g config.Global, p llm.Provid
 	}
 }
 
+// completeMargin lets a provider's own request timeout fire first, so its classified error
+// arrives rather than a bare deadline.
+const completeMargin = time.Second
+
 // complete makes one call under the request timeout. It returns when ctx ends even if the
 // provider does not, so a wedged call can hold a goroutine but never the activity's slot.
 func complete(ctx context.Context, p llm.Provider, req llm.Request, timeout time.Duration) (llm.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout+completeMargin)
 	defer cancel()
 	type reply struct {
 		resp llm.Response

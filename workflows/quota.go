@@ -12,13 +12,17 @@ import (
 
 // Quota workflow names.
 const (
-	QuotaName         = "Quota"
-	UpdateReserve     = "reserve"
-	SignalPenalize    = "penalize"
-	SignalConfigure   = "configure"
-	QueryQuotaState   = "state"
-	DefaultDayZone    = "America/Los_Angeles" // Gemini's daily quotas reset at midnight Pacific
-	quotaWindow       = time.Minute
+	QuotaName       = "Quota"
+	UpdateReserve   = "reserve"
+	SignalPenalize  = "penalize"
+	SignalConfigure = "configure"
+	QueryQuotaState = "state"
+	DefaultDayZone  = "America/Los_Angeles" // Gemini's daily quotas reset at midnight Pacific
+	quotaWindow     = time.Minute
+	// grantMargin widens the minute slots are spaced by: a call starts a little after its
+	// slot (timer wake-up, connection), by different amounts, and the provider counts
+	// arrival times. Without it two calls a minute apart could land 59.99 s apart.
+	grantMargin       = 500 * time.Millisecond
 	maxQuotaHistory   = 4000
 	maxRequesterStats = 1000
 )
@@ -259,7 +263,7 @@ func (q *quota) nextSlot(now time.Time, tokens int) time.Time {
 	// A window [t, t+1m) holds the slot at `at` and every grant after at-1m. With
 	// requests_per_minute grants already in it, wait until the oldest of them leaves.
 	if rpm := q.st.Limits.RequestsPerMinute; len(g) >= rpm {
-		if leave := g[len(g)-rpm].At.Add(quotaWindow); leave.After(at) {
+		if leave := g[len(g)-rpm].At.Add(quotaWindow + grantMargin); leave.After(at) {
 			at = leave
 		}
 	}
@@ -267,7 +271,7 @@ func (q *quota) nextSlot(now time.Time, tokens int) time.Time {
 		for {
 			used, first := 0, -1
 			for i, gr := range g {
-				if gr.At.After(at.Add(-quotaWindow)) {
+				if gr.At.After(at.Add(-quotaWindow - grantMargin)) {
 					used += gr.Tokens
 					if first < 0 {
 						first = i
@@ -277,7 +281,7 @@ func (q *quota) nextSlot(now time.Time, tokens int) time.Time {
 			if first < 0 || used+tokens <= tpm {
 				break
 			}
-			at = g[first].At.Add(quotaWindow)
+			at = g[first].At.Add(quotaWindow + grantMargin)
 		}
 	}
 	return at
@@ -306,7 +310,7 @@ func (q *quota) prune(now time.Time) {
 	}
 	keep := q.st.Grants[:0]
 	for _, g := range q.st.Grants {
-		if g.At.After(now.Add(-quotaWindow)) {
+		if g.At.After(now.Add(-quotaWindow - grantMargin)) {
 			keep = append(keep, g)
 		} else if g.At.In(loc).Format(time.DateOnly) == today {
 			q.st.DayCount++

@@ -31,6 +31,10 @@ const (
 
 var providers = []string{ProviderOffline, ProviderGemini, ProviderOpenAI}
 
+// safetyThresholds are the values of safety_threshold: Gemini's block thresholds, and "" for
+// sending no safety settings at all (the API's defaults then apply).
+var safetyThresholds = []string{"BLOCK_NONE", "BLOCK_ONLY_HIGH", "BLOCK_MEDIUM_AND_ABOVE", "BLOCK_LOW_AND_ABOVE", "OFF", ""}
+
 // File names inside the config directory.
 const (
 	SettingsFile = "settings.json"
@@ -91,6 +95,20 @@ type Global struct {
 	// OfflineLatency is a pause the offline annotator takes per sample, so demos and fault
 	// tests can watch runs progress; real providers ignore it.
 	OfflineLatency time.Duration
+
+	// Stream asks the real providers for streamed replies: every chunk shows the call is
+	// alive, and a stream silent for StreamIdleTimeout (at most RequestTimeout) is cut long
+	// before the request timeout would end it.
+	Stream            bool
+	StreamIdleTimeout time.Duration
+	Temperature       float64
+	MaxOutputTokens   int
+	// ThinkingBudget is Gemini's thinkingConfig.thinkingBudget; nil sends none, which models
+	// without thinking require. 0 turns thinking off, -1 lets the model decide.
+	ThinkingBudget *int
+	// SafetyThreshold is sent to Gemini for each harm category; "" sends none. Mental-health
+	// texts trip the default filters, hence BLOCK_NONE by default.
+	SafetyThreshold string
 }
 
 // Annotator is one API key + model, with its effective settings (global values applied).
@@ -234,6 +252,12 @@ func defaultGlobal() Global {
 		MaxConcurrentActivities: 10,
 		DatasetPath:             "datasets/sample_students.csv",
 		OfflineLatency:          0,
+		Stream:                  true,
+		StreamIdleTimeout:       seconds(20),
+		Temperature:             0,
+		MaxOutputTokens:         1024,
+		ThinkingBudget:          nil,
+		SafetyThreshold:         "BLOCK_NONE",
 	}
 }
 
@@ -242,7 +266,8 @@ var globalFields = []string{
 	"control_check_iterations", "control_check_seconds", "provider", "base_url", "batch_size",
 	"heartbeat_timeout_seconds", "request_timeout_seconds", "max_restart_attempts",
 	"requests_per_minute", "requests_per_day", "tokens_per_minute", "max_concurrent_activities",
-	"dataset_path", "offline_latency_seconds",
+	"dataset_path", "offline_latency_seconds", "stream", "stream_idle_timeout_seconds",
+	"temperature", "max_output_tokens", "thinking_budget", "safety_threshold",
 }
 
 func decodeGlobal(raw json.RawMessage, probs *problems) Global {
@@ -273,10 +298,26 @@ func decodeGlobal(raw json.RawMessage, probs *problems) Global {
 		g.DatasetPath = s
 	}
 	g.OfflineLatency = seconds(o.number("offline_latency_seconds", 0, 60, g.OfflineLatency.Seconds()))
+	g.Stream = o.boolean("stream", g.Stream)
+	// Left out, the idle timeout shrinks to a short request timeout, so files written before
+	// it existed still load.
+	_, idleGiven := o.fields["stream_idle_timeout_seconds"]
+	g.StreamIdleTimeout = seconds(o.number("stream_idle_timeout_seconds", 0.1, 3600, g.StreamIdleTimeout.Seconds()))
+	if !idleGiven {
+		g.StreamIdleTimeout = min(g.StreamIdleTimeout, g.RequestTimeout)
+	}
+	g.Temperature = o.number("temperature", 0, 2, g.Temperature)
+	g.MaxOutputTokens = o.integer("max_output_tokens", 1, 65536, g.MaxOutputTokens)
+	g.ThinkingBudget = o.optionalInteger("thinking_budget", -1, 32768)
+	g.SafetyThreshold = o.choice("safety_threshold", safetyThresholds, g.SafetyThreshold)
 	// Compared only when both values are good, so one mistake is not reported twice.
 	if !o.bad["request_timeout_seconds"] && !o.bad["heartbeat_timeout_seconds"] && g.RequestTimeout >= g.HeartbeatTimeout {
 		req, hb := g.RequestTimeout.Seconds(), g.HeartbeatTimeout.Seconds()
 		o.fail("request_timeout_seconds", req, "%s must be below global.heartbeat_timeout_seconds (%s)", formatFloat(req), formatFloat(hb))
+	}
+	if !o.bad["stream_idle_timeout_seconds"] && !o.bad["request_timeout_seconds"] && g.StreamIdleTimeout > g.RequestTimeout {
+		idle, req := g.StreamIdleTimeout.Seconds(), g.RequestTimeout.Seconds()
+		o.fail("stream_idle_timeout_seconds", idle, "%s must not exceed global.request_timeout_seconds (%s)", formatFloat(idle), formatFloat(req))
 	}
 	o.unknown(globalFields)
 	return g
@@ -329,7 +370,7 @@ func decodeAnnotator(path, id string, raw json.RawMessage, g Global, probs *prob
 			continue
 		}
 		a.Domains[d] = DomainSettings{
-			Enabled:     do.boolean("enabled"),
+			Enabled:     do.boolean("enabled", false),
 			TargetCount: do.integer("target_count", MinTargetCount, MaxTargetCount, 0),
 		}
 		do.unknown([]string{"enabled", "target_count"})

@@ -200,6 +200,10 @@ var globalBounds = []bound{
 	{field: "tokens_per_minute", lo: "0", hi: "1000000000", below: "-1", above: "1000000001"},
 	{field: "offline_latency_seconds", lo: "0", hi: "60", below: "-0.5", above: "60.5"},
 	{field: "max_concurrent_activities", lo: "1", hi: "1000", below: "0", above: "1001"},
+	{field: "stream_idle_timeout_seconds", lo: "0.1", hi: "3600", below: "0.09", above: "3600.01"},
+	{field: "temperature", lo: "0", hi: "2", below: "-0.01", above: "2.01"},
+	{field: "max_output_tokens", lo: "1", hi: "65536", below: "0", above: "65537"},
+	{field: "thinking_budget", lo: "-1", hi: "32768", below: "-2", above: "32769"},
 }
 
 func TestEveryGlobalBoundIsAcceptedAndEveryValueJustOutsideIsRejected(t *testing.T) {
@@ -225,6 +229,12 @@ func TestEveryGlobalBoundIsAcceptedAndEveryValueJustOutsideIsRejected(t *testing
 					global["heartbeat_timeout_seconds"] = "3600"
 					c.want = "global.request_timeout_seconds: 3600 must be below global.heartbeat_timeout_seconds (3600)"
 				}
+				if b.field == "stream_idle_timeout_seconds" && c.value == b.hi {
+					// Likewise: the request timeout is below the heartbeat, so below 3600.
+					global["heartbeat_timeout_seconds"] = "3600"
+					global["request_timeout_seconds"] = "3599.9"
+					c.want = "global.stream_idle_timeout_seconds: 3600 must not exceed global.request_timeout_seconds (3599.9)"
+				}
 				_, err := Parse(settingsWith(t, global, oneAnnotator), nil, noEnv)
 				if c.want == "" {
 					if err != nil {
@@ -247,7 +257,9 @@ func TestBoundsLandInTheConfigWithTheirUnits(t *testing.T) {
 		"heartbeat_timeout_seconds": "3600", "request_timeout_seconds": "0.1",
 		"max_restart_attempts": "100", "requests_per_minute": "100000",
 		"requests_per_day": "100000000", "tokens_per_minute": "1000000000",
-		"max_concurrent_activities": "1000",
+		"max_concurrent_activities": "1000", "stream": "false", "stream_idle_timeout_seconds": "0.1",
+		"temperature": "2", "max_output_tokens": "65536", "thinking_budget": "32768",
+		"safety_threshold": `"OFF"`,
 	}, oneAnnotator), nil, noEnv)
 	want := defaultGlobal()
 	want.RequestDelay = 100 * time.Millisecond
@@ -263,6 +275,15 @@ func TestBoundsLandInTheConfigWithTheirUnits(t *testing.T) {
 	want.RequestsPerDay = 100000000
 	want.TokensPerMinute = 1000000000
 	want.MaxConcurrentActivities = 1000
+	want.Stream = false
+	want.StreamIdleTimeout = 100 * time.Millisecond
+	want.Temperature = 2
+	want.MaxOutputTokens = 65536
+	want.SafetyThreshold = "OFF"
+	if b := cfg.Global.ThinkingBudget; b == nil || *b != 32768 {
+		t.Errorf("thinking budget = %v, want 32768", b)
+	}
+	want.ThinkingBudget = cfg.Global.ThinkingBudget // a pointer: compared above
 	if cfg.Global != want {
 		t.Errorf("global = %+v\nwant     %+v", cfg.Global, want)
 	}
@@ -435,6 +456,106 @@ func TestRequestTimeoutMustBeBelowHeartbeatTimeout(t *testing.T) {
 			}
 			if got := problemsOf(t, err); !reflect.DeepEqual(got, []string{c.want}) {
 				t.Errorf("problems = %q\nwant %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestStreamIdleTimeoutMayNotExceedTheRequestTimeout(t *testing.T) {
+	cases := []struct {
+		name    string
+		global  map[string]string
+		want    string
+		wantIdl time.Duration
+	}{
+		{"an idle timeout equal to the request timeout is accepted",
+			map[string]string{"stream_idle_timeout_seconds": "45"}, "", 45 * time.Second},
+		{"an idle timeout above the request timeout is rejected",
+			map[string]string{"stream_idle_timeout_seconds": "45.5"},
+			"global.stream_idle_timeout_seconds: 45.5 must not exceed global.request_timeout_seconds (45)", 0},
+		{"an idle timeout above a short request timeout is rejected",
+			map[string]string{"stream_idle_timeout_seconds": "20", "request_timeout_seconds": "5"},
+			"global.stream_idle_timeout_seconds: 20 must not exceed global.request_timeout_seconds (5)", 0},
+		{"a missing idle timeout shrinks to a shorter request timeout, so older files still load",
+			map[string]string{"request_timeout_seconds": "5"}, "", 5 * time.Second},
+		{"a missing idle timeout is 20 s under a longer request timeout",
+			map[string]string{"request_timeout_seconds": "30"}, "", 20 * time.Second},
+		{"a request timeout out of range is reported once, not compared",
+			map[string]string{"stream_idle_timeout_seconds": "20", "request_timeout_seconds": "0.05"},
+			"global.request_timeout_seconds: 0.05 is out of range (allowed 0.1..3600)", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := Parse(settingsWith(t, c.global, oneAnnotator), nil, noEnv)
+			if c.want != "" {
+				if got := problemsOf(t, err); !reflect.DeepEqual(got, []string{c.want}) {
+					t.Errorf("problems = %q\nwant %q", got, c.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("want no error, got:\n%v", err)
+			}
+			if got := cfg.Global.StreamIdleTimeout; got != c.wantIdl {
+				t.Errorf("stream idle timeout = %v, want %v", got, c.wantIdl)
+			}
+		})
+	}
+}
+
+func TestGenerationSettingsAreChecked(t *testing.T) {
+	budget := func(n int) *int { return &n }
+	thresholds := `"BLOCK_NONE", "BLOCK_ONLY_HIGH", "BLOCK_MEDIUM_AND_ABOVE", "BLOCK_LOW_AND_ABOVE", "OFF", ""`
+	cases := []struct {
+		name   string
+		global map[string]string
+		check  func(Global) bool
+		want   string
+	}{
+		{"streaming is on by default", nil, func(g Global) bool { return g.Stream }, ""},
+		{"streaming can be turned off", map[string]string{"stream": "false"}, func(g Global) bool { return !g.Stream }, ""},
+		{"a stream flag in a string is rejected", map[string]string{"stream": `"no"`}, nil,
+			`global.stream: expected a boolean (true or false), got "no"`},
+		{"a missing thinking budget is not sent", nil, func(g Global) bool { return g.ThinkingBudget == nil }, ""},
+		{"a null thinking budget is not sent", map[string]string{"thinking_budget": "null"},
+			func(g Global) bool { return g.ThinkingBudget == nil }, ""},
+		{"a thinking budget of 0 is kept, to turn thinking off", map[string]string{"thinking_budget": "0"},
+			func(g Global) bool { return reflect.DeepEqual(g.ThinkingBudget, budget(0)) }, ""},
+		{"a thinking budget of -1 is kept, to let the model decide", map[string]string{"thinking_budget": "-1"},
+			func(g Global) bool { return reflect.DeepEqual(g.ThinkingBudget, budget(-1)) }, ""},
+		{"a fractional thinking budget is rejected", map[string]string{"thinking_budget": "1.5"}, nil,
+			"global.thinking_budget: expected an integer, got 1.5"},
+		{"a thinking budget in a string is rejected", map[string]string{"thinking_budget": `"0"`}, nil,
+			`global.thinking_budget: expected an integer, got "0"`},
+		{"every safety threshold is accepted", map[string]string{"safety_threshold": `"BLOCK_LOW_AND_ABOVE"`},
+			func(g Global) bool { return g.SafetyThreshold == "BLOCK_LOW_AND_ABOVE" }, ""},
+		{"an empty safety threshold sends none", map[string]string{"safety_threshold": `""`},
+			func(g Global) bool { return g.SafetyThreshold == "" }, ""},
+		{"a safety threshold in lower case is rejected", map[string]string{"safety_threshold": `"block_none"`}, nil,
+			`global.safety_threshold: "block_none" is not one of ` + thresholds},
+		{"a safety threshold that is not a string is rejected", map[string]string{"safety_threshold": "0"}, nil,
+			"global.safety_threshold: expected a string, got 0"},
+		{"an explicit temperature of 0 is kept", map[string]string{"temperature": "0"},
+			func(g Global) bool { return g.Temperature == 0 }, ""},
+		{"a fractional temperature is kept", map[string]string{"temperature": "0.7"},
+			func(g Global) bool { return g.Temperature == 0.7 }, ""},
+		{"a fractional max_output_tokens is rejected", map[string]string{"max_output_tokens": "10.5"}, nil,
+			"global.max_output_tokens: expected an integer, got 10.5"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := Parse(settingsWith(t, c.global, oneAnnotator), nil, noEnv)
+			if c.want != "" {
+				if got := problemsOf(t, err); !reflect.DeepEqual(got, []string{c.want}) {
+					t.Errorf("problems = %q\nwant %q", got, c.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("want no error, got:\n%v", err)
+			}
+			if !c.check(cfg.Global) {
+				t.Errorf("unexpected global %+v", cfg.Global)
 			}
 		})
 	}

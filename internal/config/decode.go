@@ -95,6 +95,21 @@ func (o *object) integer(name string, lo, hi, def int) int {
 	return int(n)
 }
 
+// optionalInteger reads an int field in [lo, hi] that may be left out: a missing, null or bad
+// field yields nil.
+func (o *object) optionalInteger(name string, lo, hi int) *int {
+	raw, ok := o.fields[name]
+	if ok && kindOf(raw) == 'n' {
+		o.taken[name] = true
+		return nil
+	}
+	const unset = math.MinInt // outside every range, so it can only mean "not given"
+	if n := o.integer(name, lo, hi, unset); n != unset {
+		return &n
+	}
+	return nil
+}
+
 // number reads a float field in [lo, hi]; a missing or bad field yields def.
 func (o *object) number(name string, lo, hi, def float64) float64 {
 	raw, ok := o.take(name)
@@ -118,11 +133,11 @@ func (o *object) number(name string, lo, hi, def float64) float64 {
 	return f
 }
 
-// boolean reads a bool field; a missing or bad field yields false.
-func (o *object) boolean(name string) bool {
+// boolean reads a bool field; a missing or bad field yields def.
+func (o *object) boolean(name string, def bool) bool {
 	raw, ok := o.take(name)
 	if !ok {
-		return false
+		return def
 	}
 	switch string(raw) {
 	case "true":
@@ -131,7 +146,7 @@ func (o *object) boolean(name string) bool {
 		return false
 	}
 	o.fail(name, jsonValue(raw), "expected a boolean (true or false), got %s", display(raw))
-	return false
+	return def
 }
 
 // str reads a string field; ok is false when it is missing or not a string.
@@ -167,6 +182,23 @@ func (o *object) checkProvider(name, s string) bool {
 	}
 	o.fail(name, s, "%q is not one of %s", s, strings.Join(providers, ", "))
 	return false
+}
+
+// choice reads a string field that must be one of allowed; a missing or bad field yields def.
+func (o *object) choice(name string, allowed []string, def string) string {
+	s, ok := o.str(name)
+	if !ok {
+		return def
+	}
+	if !slices.Contains(allowed, s) {
+		quoted := make([]string, len(allowed))
+		for i, a := range allowed {
+			quoted[i] = strconv.Quote(a)
+		}
+		o.fail(name, s, "%q is not one of %s", s, strings.Join(quoted, ", "))
+		return def
+	}
+	return s
 }
 
 // baseURL reads a URL field; "" is allowed and means the provider's default.

@@ -32,6 +32,8 @@ func FuzzParse(f *testing.F) {
 		`{"annotators": {"1": {"urgency": {"enabled": true, "target_count": 2.5}}}}`,
 		`{"global": {"request_timeout_seconds": 3600, "heartbeat_timeout_seconds": 3600}, "annotators": {}}`,
 		`{"global": {"batch_size": 1e400, "base_url": "http://"}, "annotators": {"a.b": {"quota_pool": ""}}}`,
+		`{"global": {"stream": 0, "stream_idle_timeout_seconds": 50, "thinking_budget": null, "safety_threshold": "X"}, "annotators": {}}`,
+		`{"global": {"request_timeout_seconds": 5, "temperature": 2.5, "max_output_tokens": 0, "thinking_budget": -2}, "annotators": {}}`,
 	} {
 		f.Add([]byte(broken), []byte(`{"annotator_1": 1}`))
 	}
@@ -109,6 +111,9 @@ func checkInvariants(t *testing.T, cfg *Config) {
 		{"requests per day", float64(g.RequestsPerDay), 1, 100000000},
 		{"tokens per minute", float64(g.TokensPerMinute), 0, 1000000000},
 		{"max concurrent activities", float64(g.MaxConcurrentActivities), 1, 1000},
+		{"stream idle timeout", g.StreamIdleTimeout.Seconds(), 0.1, 3600},
+		{"temperature", g.Temperature, 0, 2},
+		{"max output tokens", float64(g.MaxOutputTokens), 1, 65536},
 	}
 	for _, r := range ranges {
 		if r.v < r.lo || r.v > r.hi {
@@ -117,6 +122,15 @@ func checkInvariants(t *testing.T, cfg *Config) {
 	}
 	if g.RequestTimeout >= g.HeartbeatTimeout {
 		t.Fatalf("request timeout %v is not below heartbeat timeout %v", g.RequestTimeout, g.HeartbeatTimeout)
+	}
+	if g.StreamIdleTimeout > g.RequestTimeout {
+		t.Fatalf("stream idle timeout %v exceeds request timeout %v", g.StreamIdleTimeout, g.RequestTimeout)
+	}
+	if b := g.ThinkingBudget; b != nil && (*b < -1 || *b > 32768) {
+		t.Fatalf("thinking budget %d is outside -1..32768", *b)
+	}
+	if !slices.Contains(safetyThresholds, g.SafetyThreshold) {
+		t.Fatalf("unknown safety threshold %q", g.SafetyThreshold)
 	}
 	if strings.TrimSpace(g.ModelName) == "" {
 		t.Fatal("empty model name")
@@ -191,20 +205,23 @@ func toSettings(t *testing.T, cfg *Config) []byte {
 		}
 		annotators[a.ID] = m
 	}
-	doc, err := json.Marshal(map[string]any{
-		"global": map[string]any{
-			"model_name": g.ModelName, "request_delay_seconds": g.RequestDelay.Seconds(),
-			"max_retries": g.MaxRetries, "crash_detection_minutes": g.CrashDetection.Minutes(),
-			"control_check_iterations": g.ControlCheckIterations, "control_check_seconds": g.ControlCheckSeconds,
-			"provider": g.Provider, "base_url": g.BaseURL, "batch_size": g.BatchSize,
-			"heartbeat_timeout_seconds": g.HeartbeatTimeout.Seconds(), "request_timeout_seconds": g.RequestTimeout.Seconds(),
-			"max_restart_attempts": g.MaxRestartAttempts, "requests_per_minute": g.RequestsPerMinute,
-			"requests_per_day": g.RequestsPerDay, "tokens_per_minute": g.TokensPerMinute,
-			"max_concurrent_activities": g.MaxConcurrentActivities, "dataset_path": g.DatasetPath,
-			"offline_latency_seconds": g.OfflineLatency.Seconds(),
-		},
-		"annotators": annotators,
-	})
+	global := map[string]any{
+		"model_name": g.ModelName, "request_delay_seconds": g.RequestDelay.Seconds(),
+		"max_retries": g.MaxRetries, "crash_detection_minutes": g.CrashDetection.Minutes(),
+		"control_check_iterations": g.ControlCheckIterations, "control_check_seconds": g.ControlCheckSeconds,
+		"provider": g.Provider, "base_url": g.BaseURL, "batch_size": g.BatchSize,
+		"heartbeat_timeout_seconds": g.HeartbeatTimeout.Seconds(), "request_timeout_seconds": g.RequestTimeout.Seconds(),
+		"max_restart_attempts": g.MaxRestartAttempts, "requests_per_minute": g.RequestsPerMinute,
+		"requests_per_day": g.RequestsPerDay, "tokens_per_minute": g.TokensPerMinute,
+		"max_concurrent_activities": g.MaxConcurrentActivities, "dataset_path": g.DatasetPath,
+		"offline_latency_seconds": g.OfflineLatency.Seconds(), "stream": g.Stream,
+		"stream_idle_timeout_seconds": g.StreamIdleTimeout.Seconds(), "temperature": g.Temperature,
+		"max_output_tokens": g.MaxOutputTokens, "safety_threshold": g.SafetyThreshold,
+	}
+	if g.ThinkingBudget != nil { // left out, it stays unset
+		global["thinking_budget"] = *g.ThinkingBudget
+	}
+	doc, err := json.Marshal(map[string]any{"global": global, "annotators": annotators})
 	if err != nil {
 		t.Fatal(err)
 	}

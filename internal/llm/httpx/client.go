@@ -1,0 +1,105 @@
+package httpx
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/mhannotator/mha/internal/llm"
+)
+
+// Client sends a provider's requests. It is safe for concurrent use.
+type Client struct {
+	Provider string // names the provider in errors
+	// HTTP sends the requests. Its Timeout is best left zero: RequestTimeout does that job
+	// and tells a timeout from the caller's own cancellation.
+	HTTP *http.Client
+	// RequestTimeout bounds a whole call, from sending the request to the last byte of the
+	// reply, streamed or not.
+	RequestTimeout time.Duration
+	// StreamIdleTimeout bounds the silence between two chunks of a streamed reply.
+	StreamIdleTimeout time.Duration
+}
+
+// Call is one request whose reply headers have arrived. Close it when done.
+type Call struct {
+	Response *http.Response
+	client   *Client
+	ctx      context.Context // the caller's
+	reqCtx   context.Context // the caller's, bounded by the request timeout
+	cancel   context.CancelFunc
+	start    time.Time
+	body     io.ReadCloser
+}
+
+// Post sends body as JSON to url with the given headers under ctx and the request timeout.
+// Any status counts as a reply: judging it is the provider's job. A failure to get a reply is
+// returned classified (see the package comment).
+func (c *Client) Post(ctx context.Context, url string, header http.Header, body []byte) (*Call, error) {
+	reqCtx, cancel := context.WithTimeout(ctx, c.RequestTimeout)
+	call := &Call{client: c, ctx: ctx, reqCtx: reqCtx, cancel: cancel, start: time.Now()}
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		cancel()
+		return nil, &llm.Error{Kind: llm.BadRequest, Provider: c.Provider, Err: err}
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		cancel()
+		return nil, call.Fail(err)
+	}
+	call.Response = resp
+	call.body = resp.Body
+	return call, nil
+}
+
+// Stream returns the reply body for reading as a stream: every chunk that arrives calls the
+// progress callback of the call's context (llm.WithProgress), and a silence of
+// StreamIdleTimeout ends the stream with an Unavailable error.
+func (call *Call) Stream() io.Reader {
+	call.body = NewIdleReader(call.Response.Body, call.client.StreamIdleTimeout, llm.ProgressFrom(call.ctx))
+	return call.body
+}
+
+// ReadAll reads the whole body, up to limit bytes: a reply larger than that is cut short and
+// so fails to decode, rather than filling memory.
+func (call *Call) ReadAll(limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(call.body, limit))
+	if err != nil {
+		return nil, call.Fail(err)
+	}
+	return data, nil
+}
+
+// Close releases the connection and the call's timer.
+func (call *Call) Close() {
+	call.body.Close()
+	call.cancel()
+}
+
+// Fail classifies an error met while sending the request or reading its reply.
+func (call *Call) Fail(err error) error {
+	if errors.Is(call.ctx.Err(), context.Canceled) {
+		return call.ctx.Err()
+	}
+	var le *llm.Error
+	if errors.As(err, &le) {
+		e := *le
+		e.Provider = call.client.Provider
+		return &e
+	}
+	e := &llm.Error{Kind: llm.Unavailable, Provider: call.client.Provider, Err: err}
+	if call.reqCtx.Err() != nil {
+		e.Message = fmt.Sprintf("no complete reply after %s (request timeout %s)",
+			time.Since(call.start).Round(time.Millisecond), call.client.RequestTimeout)
+	}
+	return e
+}

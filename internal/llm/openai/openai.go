@@ -1,0 +1,330 @@
+// Package openai is the provider for OpenAI-compatible /v1/chat/completions servers: OpenAI,
+// vLLM, Ollama, llama.cpp, LM Studio.
+package openai
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mhannotator/mha/internal/config"
+	"github.com/mhannotator/mha/internal/llm"
+	"github.com/mhannotator/mha/internal/llm/httpx"
+)
+
+// DefaultBaseURL is OpenAI's API.
+const DefaultBaseURL = "https://api.openai.com"
+
+// Defaults for zero Options fields.
+const (
+	DefaultRequestTimeout    = 45 * time.Second
+	DefaultStreamIdleTimeout = 20 * time.Second
+)
+
+// Reply size limits: a label needs a few kilobytes, and these only stop a runaway server from
+// filling memory.
+const (
+	maxReply      = 32 << 20
+	maxErrorReply = 1 << 20
+)
+
+// Options configure a Client.
+type Options struct {
+	// BaseURL is the server, with or without the trailing /v1 ("http://localhost:11434" and
+	// "http://localhost:11434/v1" both work); "" means DefaultBaseURL.
+	BaseURL string
+	APIKey  config.Secret // sent as "Authorization: Bearer"; local servers ignore it
+	Model   string        // used when a Request names none
+	Stream  bool          // ask for a server-sent event stream
+	// RequestTimeout bounds a whole call; StreamIdleTimeout the silence between two chunks of
+	// a stream. Zero means the defaults above.
+	RequestTimeout    time.Duration
+	StreamIdleTimeout time.Duration
+	Temperature       *float64 // nil: not sent
+	MaxOutputTokens   int      // sent as max_tokens; 0: not sent
+	// MaxConns is how many calls may run at once; it sizes the connection pool.
+	MaxConns int
+}
+
+// Client calls a chat completions server. It is safe for concurrent use; create one per API
+// key and share it, so its calls share one connection pool.
+type Client struct {
+	http        *httpx.Client
+	endpoint    string
+	key         config.Secret
+	model       string
+	stream      bool
+	temperature *float64
+	maxTokens   int
+}
+
+// New returns a client, or an error when the base URL is not an absolute http(s) URL.
+func New(o Options) (*Client, error) {
+	base := strings.TrimRight(cmp.Or(o.BaseURL, DefaultBaseURL), "/")
+	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("openai: base URL %q is not an absolute http or https URL", base)
+	}
+	if !strings.HasSuffix(base, "/v1") {
+		base += "/v1"
+	}
+	requestTimeout := cmp.Or(o.RequestTimeout, DefaultRequestTimeout)
+	c := &Client{
+		http: &httpx.Client{
+			Provider: config.ProviderOpenAI,
+			HTTP: &http.Client{Transport: httpx.NewTransport(httpx.TransportOptions{
+				ResponseHeaderTimeout: requestTimeout,
+				MaxIdleConnsPerHost:   o.MaxConns,
+			})},
+			RequestTimeout:    requestTimeout,
+			StreamIdleTimeout: cmp.Or(o.StreamIdleTimeout, DefaultStreamIdleTimeout),
+		},
+		endpoint:  base + "/chat/completions",
+		key:       o.APIKey,
+		model:     o.Model,
+		stream:    o.Stream,
+		maxTokens: o.MaxOutputTokens,
+	}
+	if o.Temperature != nil {
+		t := *o.Temperature
+		c.temperature = &t
+	}
+	return c, nil
+}
+
+// Complete sends one chat completion (streamed when the client streams) and returns the
+// reply's text and token counts. Failures are *llm.Error, except that a cancelled ctx returns
+// ctx.Err() (see package httpx).
+func (c *Client) Complete(ctx context.Context, req llm.Request) (llm.Response, error) {
+	model := cmp.Or(req.Model, c.model)
+	r := request{
+		Model:       model,
+		Messages:    []message{{Role: "user", Content: req.Prompt}},
+		Temperature: c.temperature,
+		MaxTokens:   c.maxTokens,
+		Stream:      c.stream,
+	}
+	if c.stream {
+		r.StreamOptions = &streamOptions{IncludeUsage: true}
+	}
+	body, err := json.Marshal(r)
+	if err != nil {
+		return llm.Response{}, &llm.Error{Kind: llm.BadRequest, Provider: config.ProviderOpenAI, Err: err}
+	}
+	header := http.Header{}
+	header.Set("Authorization", "Bearer "+c.key.Reveal())
+	call, err := c.http.Post(ctx, c.endpoint, header, body)
+	if err != nil {
+		return llm.Response{}, err
+	}
+	defer call.Close()
+	if call.Response.StatusCode != http.StatusOK {
+		data, err := call.ReadAll(maxErrorReply)
+		if err != nil {
+			return llm.Response{}, err
+		}
+		var e errorBody
+		if json.Unmarshal(data, &e) != nil || e.Error == nil {
+			return llm.Response{}, c.classify(call.Response.StatusCode, call.Response.Header, nil, httpx.Snippet(data, c.key.Reveal()))
+		}
+		return llm.Response{}, c.classify(call.Response.StatusCode, call.Response.Header, e.Error, "")
+	}
+	var rep reply
+	if c.stream {
+		err = c.readStream(call, &rep)
+	} else {
+		err = c.readWhole(call, &rep)
+	}
+	if err != nil {
+		return llm.Response{}, err
+	}
+	return c.result(&rep, model)
+}
+
+func (c *Client) readWhole(call *httpx.Call, r *reply) error {
+	data, err := call.ReadAll(maxReply)
+	if err != nil {
+		return err
+	}
+	var cr chatResponse
+	if err := json.Unmarshal(data, &cr); err != nil {
+		return c.unreadable(err, data)
+	}
+	if cr.Error != nil {
+		return c.classify(0, nil, cr.Error, "")
+	}
+	r.add(&cr)
+	r.done = true
+	return nil
+}
+
+// readStream adds up the chunks of a stream, which ends with "data: [DONE]".
+func (c *Client) readStream(call *httpx.Call, r *reply) error {
+	events := httpx.NewSSE(call.Stream())
+	for {
+		data, bare, err := events.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return call.Fail(err)
+		}
+		if bytes.Equal(data, []byte("[DONE]")) {
+			r.done = true
+			return nil
+		}
+		if len(data) == 0 {
+			continue
+		}
+		var cr chatResponse
+		if err := json.Unmarshal(data, &cr); err != nil {
+			if bare {
+				continue
+			}
+			return c.unreadable(err, data)
+		}
+		if cr.Error != nil { // a mid-stream error event
+			return c.classify(0, nil, cr.Error, "")
+		}
+		r.add(&cr)
+	}
+}
+
+// unreadable reports a 200 reply that is not the JSON the API sends: a proxy's page or a cut
+// reply, which trying again may fix.
+func (c *Client) unreadable(err error, data []byte) error {
+	return &llm.Error{Kind: llm.Unavailable, Provider: config.ProviderOpenAI, StatusCode: http.StatusOK,
+		Message: "reply is not valid JSON: " + httpx.Snippet(data, c.key.Reveal()), Err: err}
+}
+
+// result turns a complete reply into a Response, or into the error its outcome is.
+func (c *Client) result(r *reply, model string) (llm.Response, error) {
+	fail := func(kind llm.Kind, msg string) (llm.Response, error) {
+		return llm.Response{}, &llm.Error{Kind: kind, Provider: config.ProviderOpenAI, StatusCode: http.StatusOK, Message: msg}
+	}
+	text := r.text.String()
+	switch {
+	case r.finishReason == "content_filter":
+		return fail(llm.Blocked, "content_filter")
+	case r.finishReason == "length" && text == "":
+		return fail(llm.MaxTokensEmpty, "length before any text")
+	case !r.done && r.finishReason == "":
+		// The server closed the stream cleanly but mid-reply; the text may be cut short.
+		return fail(llm.Unavailable, "stream ended before the reply was finished")
+	case !r.choices:
+		return fail(llm.Unavailable, "reply has no choices")
+	}
+	resp := llm.Response{Text: text, Model: cmp.Or(r.model, model)}
+	if u := r.usage; u != nil {
+		resp.InputTokens, resp.OutputTokens = u.PromptTokens, u.CompletionTokens
+	}
+	return resp, nil
+}
+
+// classify maps an API error to its Kind: status is the HTTP status, or 0 for an error object
+// inside a 200 reply or stream. msg stands in for the message when the reply held no error
+// object.
+func (c *Client) classify(status int, h http.Header, e *apiError, msg string) *llm.Error {
+	var code, typ string
+	if e != nil {
+		msg, typ = e.Message, e.Type
+		if json.Unmarshal(e.Code, &code) != nil { // not a string: vLLM puts the HTTP status there
+			var n int
+			if json.Unmarshal(e.Code, &n) == nil && status == 0 {
+				status = n
+			}
+		}
+	}
+	out := &llm.Error{Provider: config.ProviderOpenAI, StatusCode: status, Message: httpx.Redact(msg, c.key.Reveal())}
+	if status == 0 {
+		status = statusOf(code, typ)
+	}
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		out.Kind = llm.InvalidKey
+	case status == http.StatusNotFound:
+		out.Kind = llm.ModelNotFound
+	case status == http.StatusTooManyRequests && (code == "insufficient_quota" || typ == "insufficient_quota"):
+		out.Kind = llm.NoQuota
+	case status == http.StatusTooManyRequests && strings.Contains(out.Message, "per day"):
+		// A requests- or tokens-per-day limit (RPD, TPD): the day's quota is spent.
+		out.Kind = llm.DailyQuota
+		if d := retryAfter(h, out.Message); d > 0 {
+			out.ResetAt = time.Now().Add(d)
+		}
+	case status == http.StatusTooManyRequests:
+		out.Kind = llm.RateLimited
+		out.RetryAfter = retryAfter(h, out.Message)
+	case status == http.StatusRequestTimeout || status == http.StatusConflict:
+		out.Kind = llm.Unavailable
+	case status >= 400 && status < 500:
+		out.Kind = llm.BadRequest
+	default:
+		out.Kind = llm.Unavailable
+	}
+	return out
+}
+
+// statusOf gives an error object without an HTTP status the status its code stands for.
+func statusOf(code, typ string) int {
+	switch {
+	case code == "invalid_api_key":
+		return http.StatusUnauthorized
+	case code == "model_not_found":
+		return http.StatusNotFound
+	case code == "insufficient_quota" || code == "rate_limit_exceeded":
+		return http.StatusTooManyRequests
+	case typ == "invalid_request_error":
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+// retryAfter is the delay a 429 asks for: the Retry-After headers, else "try again in 41.7s"
+// in the message, else the reset time of whichever rate-limit window is exhausted.
+func retryAfter(h http.Header, msg string) time.Duration {
+	if d := cmp.Or(httpx.RetryAfterHeader(h, time.Now()), httpx.RetryInMessage(msg)); d > 0 {
+		return d
+	}
+	for _, window := range []string{"requests", "tokens"} {
+		if remaining, err := strconv.Atoi(h.Get("x-ratelimit-remaining-" + window)); err == nil && remaining <= 0 {
+			if d, err := time.ParseDuration(h.Get("x-ratelimit-reset-" + window)); err == nil && d > 0 {
+				return d
+			}
+		}
+	}
+	return 0
+}
+
+// reply adds up a reply, whole or in streamed chunks.
+type reply struct {
+	text         strings.Builder
+	choices      bool
+	finishReason string
+	model        string
+	usage        *usage
+	done         bool // the reply is known complete: a whole reply, or a stream's [DONE]
+}
+
+func (r *reply) add(cr *chatResponse) {
+	r.model = cmp.Or(cr.Model, r.model)
+	if cr.Usage != nil { // a stream's own usage chunk, or a gateway's final content chunk
+		r.usage = cr.Usage
+	}
+	if len(cr.Choices) == 0 {
+		return
+	}
+	r.choices = true
+	ch := cr.Choices[0]
+	r.finishReason = cmp.Or(ch.FinishReason, r.finishReason)
+	r.text.WriteString(ch.Message.Content)
+	r.text.WriteString(ch.Delta.Content)
+}

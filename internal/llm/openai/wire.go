@@ -1,0 +1,51 @@
+package openai
+
+import "encoding/json"
+
+// The JSON of /v1/chat/completions, as far as a single-prompt call uses it.
+
+type request struct {
+	Model         string         `json:"model"`
+	Messages      []message      `json:"messages"`
+	Temperature   *float64       `json:"temperature,omitempty"`
+	MaxTokens     int            `json:"max_tokens,omitempty"`
+	Stream        bool           `json:"stream,omitempty"`
+	StreamOptions *streamOptions `json:"stream_options,omitempty"` // valid only with stream
+}
+
+type message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type streamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+// chatResponse is a reply, or one chunk of a streamed reply (whose choices carry a delta).
+// Null fields decode as empty: vLLM sends the usage chunk with "choices": null.
+type chatResponse struct {
+	Model   string `json:"model"`
+	Choices []struct {
+		Message      message `json:"message"`
+		Delta        message `json:"delta"`
+		FinishReason string  `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *usage    `json:"usage"`
+	Error *apiError `json:"error"`
+}
+
+type usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+}
+
+type errorBody struct {
+	Error *apiError `json:"error"`
+}
+
+type apiError struct {
+	Message string          `json:"message"`
+	Type    string          `json:"type"`
+	Code    json.RawMessage `json:"code"` // usually a string ("insufficient_quota"), or null
+}

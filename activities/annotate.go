@@ -200,7 +200,7 @@ func (a *Activities) annotate(ctx context.Context, g config.Global, p llm.Provid
 	req := llm.Request{Model: ann.ModelName, Prompt: prompts.Render(prompt.Template, s.Text), Domain: d, Text: s.Text}
 	result := store.Annotation{Annotator: ann.ID, Domain: string(d), SampleID: s.ID, Model: ann.ModelName, PromptHash: prompt.Hash}
 	start := time.Now()
-	waits := 0
+	waits, quick := 0, 0
 	for calls := 1; ; calls++ {
 		if err := a.awaitSlot(ctx, g, ann, req, alive); err != nil {
 			return store.Annotation{}, err
@@ -211,6 +211,14 @@ func (a *Activities) annotate(ctx context.Context, g config.Global, p llm.Provid
 			waits++
 			calls--
 			if err := a.penalize(ctx, ann, wait, alive); err != nil {
+				return store.Annotation{}, err
+			}
+			continue
+		}
+		if wait, again := quickRetry(err, quick); again {
+			quick++
+			calls--
+			if err := waitOut(ctx, wait, alive); err != nil {
 				return store.Annotation{}, err
 			}
 			continue

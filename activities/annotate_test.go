@@ -219,13 +219,23 @@ func TestProviderFailuresEndTheBatchWithTheirClass(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, 2)
-			f.prov.replies = []any{tc.err}
+			// Three in a row: a transient failure is first retried in place twice.
+			f.prov.replies = []any{tc.err, tc.err, tc.err}
 			_, err := f.batch(t, 0, 2)
 			var app *temporal.ApplicationError
 			if !errors.As(err, &app) || app.Type() != tc.errType || app.NonRetryable() == tc.retryable {
 				t.Fatalf("error = %v, want type %s (retryable %v)", err, tc.errType, tc.retryable)
 			}
 		})
+	}
+}
+
+func TestATransientFailureIsRetriedInPlace(t *testing.T) {
+	f := newFixture(t, 2)
+	f.prov.replies = []any{&llm.Error{Kind: llm.Unavailable, Provider: "fake", StatusCode: 503}}
+	res, err := f.batch(t, 0, 2)
+	if err != nil || res.Stored != 2 || f.prov.calls() != 3 || f.annotation(t, "SA").Attempt != 1 {
+		t.Fatalf("stored %d after %d calls (err %v); want the failed call repeated once, not counted as a re-ask", res.Stored, f.prov.calls(), err)
 	}
 }
 

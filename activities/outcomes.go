@@ -22,6 +22,18 @@ const maxRateLimitWaits = 10
 // defaultRateLimitWait is used when a 429 names no retry delay.
 const defaultRateLimitWait = 5 * time.Second
 
+// quickRetries are the waits before asking again in place after a transient failure
+// (overloaded, 5xx, reset, timeout); a longer outage goes to the retry policy's backoff.
+var quickRetries = []time.Duration{500 * time.Millisecond, time.Second}
+
+// quickRetry is the wait before the n-th (0-based) in-place retry of err, if it gets one.
+func quickRetry(err error, n int) (time.Duration, bool) {
+	if kind, _ := llm.KindOf(err); kind != llm.Unavailable || n >= len(quickRetries) {
+		return 0, false
+	}
+	return quickRetries[n], true
+}
+
 // sampleOutcome decides whether a failed call is recorded on the sample (true) with the
 // status to store, so the run moves on; other failures end the batch.
 func sampleOutcome(err error) (string, bool) {

@@ -93,6 +93,14 @@ var queues atomic.Int64
 // n generated samples.
 func newStack(t testing.TB, global map[string]any, runSpecs map[string]map[labels.Domain]int, n int) *stack {
 	t.Helper()
+	return newStackWith(t, global, runSpecs, n, nil, nil)
+}
+
+// newStackWith is newStack with extra per-annotator settings (such as quota_pool) and an
+// api_keys.json.
+func newStackWith(t testing.TB, global map[string]any, runSpecs map[string]map[labels.Domain]int, n int,
+	extra map[string]map[string]any, keys map[string]string) *stack {
+	t.Helper()
 	dir := t.TempDir()
 	s := &stack{t: t, dir: dir, cfgDir: filepath.Join(dir, "config"), db: filepath.Join(dir, "mha.db"),
 		taskQueue: fmt.Sprintf("e2e-%s-%d", t.Name(), queues.Add(1))}
@@ -104,6 +112,9 @@ func newStack(t testing.TB, global map[string]any, runSpecs map[string]map[label
 	annotators := map[string]any{}
 	for id, domains := range runSpecs {
 		a := map[string]any{}
+		for k, v := range extra[id] {
+			a[k] = v
+		}
 		for d, target := range domains {
 			a[string(d)] = map[string]any{"enabled": true, "target_count": target}
 		}
@@ -115,6 +126,9 @@ func newStack(t testing.TB, global map[string]any, runSpecs map[string]map[label
 	}
 	if err := os.WriteFile(filepath.Join(s.cfgDir, config.SettingsFile), b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if keys != nil {
+		s.writeKeys(keys)
 	}
 	var err error
 	if s.cfg, err = config.Load(config.Options{Dir: s.cfgDir}); err != nil {
@@ -130,6 +144,19 @@ func newStack(t testing.TB, global map[string]any, runSpecs map[string]map[label
 	s.ctl = &runs.Controller{Client: server.Client(), Config: s.cfg, Store: s.store, Namespace: "default",
 		TaskQueue: s.taskQueue, SearchAttributes: true}
 	return s
+}
+
+// writeKeys writes api_keys.json: annotator ID → key.
+func (s *stack) writeKeys(keys map[string]string) {
+	s.t.Helper()
+	doc := map[string]string{}
+	for id, k := range keys {
+		doc["annotator_"+id] = k
+	}
+	b, _ := json.Marshal(doc)
+	if err := os.WriteFile(filepath.Join(s.cfgDir, config.KeysFile), b, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 var sampleTexts = []string{

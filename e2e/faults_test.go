@@ -340,4 +340,3 @@ func TestSixRunsOnOnePoolFinishWithoutA429(t *testing.T) {
 		t.Fatalf("90 calls at 60/min took only %s: the limit was not applied", elapsed)
 	}
 }
-

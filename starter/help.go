@@ -54,6 +54,7 @@ var commands = []command{
 		"starter restart --annotator 1"),
 	statusCommand,
 	quotaCommand,
+	testKeyCommand,
 	exportCommand,
 }
 

@@ -148,7 +148,9 @@ func (a *Activities) AnnotateBatch(ctx context.Context, in BatchInput) (BatchRes
 
 	deadline := newProgressDeadline(ctx, info.HeartbeatTimeout)
 	defer deadline.stop()
-	gate := control{interval: a.ControlInterval}
+	// A paid call is checked every time, so none starts after a pause; free offline samples
+	// are checked at most every ControlInterval.
+	gate := control{interval: a.ControlInterval, always: ann.Provider != config.ProviderOffline}
 	stored := 0
 	for _, s := range samples {
 		if done[s.ID] {
@@ -396,6 +398,7 @@ func (d *progressDeadline) stop() {
 // or stop), the worker is stopping, or the server no longer knows this attempt.
 type control struct {
 	interval time.Duration
+	always   bool // check before every sample, not only every interval
 	last     time.Time
 }
 
@@ -407,7 +410,7 @@ func (c *control) mayStart(ctx context.Context, lastPosition int) error {
 		return temporal.NewApplicationError("worker is shutting down", "WorkerStopping")
 	default:
 	}
-	if c.interval <= 0 || time.Since(c.last) < c.interval {
+	if c.interval <= 0 || (!c.always && time.Since(c.last) < c.interval) {
 		return nil
 	}
 	c.last = time.Now()

@@ -141,6 +141,7 @@ func TestInvalidKeyFailsAtOnceAndAFixedKeyCompletesAfterReset(t *testing.T) {
 	if st.Completed != 10 || s.stored(p) != 10 {
 		t.Fatalf("after the fix: status %+v, store %d", st, s.stored(p))
 	}
+	replay(t, p.ID())
 }
 
 func TestServerErrorStormThenRecovery(t *testing.T) {
@@ -339,4 +340,5 @@ func TestSixRunsOnOnePoolFinishWithoutA429(t *testing.T) {
 	if elapsed < 60*time.Second {
 		t.Fatalf("90 calls at 60/min took only %s: the limit was not applied", elapsed)
 	}
+	replay(t, workflows.QuotaID("proj"))
 }

@@ -46,7 +46,7 @@ func TestTwoRunsCompleteToTheirTargets(t *testing.T) {
 		if st.Completed != st.Target || s.stored(p) != st.Target {
 			t.Fatalf("%s: status %+v, store holds %d; want exactly the target", p.ID(), st, s.stored(p))
 		}
-		replay(t, p)
+		replay(t, p.ID())
 	}
 	// status --json reads the finished runs from their results.
 	out, code = s.starter("status", "--json")
@@ -106,7 +106,7 @@ func TestPausedRunMakesNoProgressUntilResumed(t *testing.T) {
 		t.Fatalf("after resume: status %+v, store %d; want 60", st, s.stored(p))
 	}
 	// History proves it: no batch was scheduled between the pause and the resume signals.
-	events := history(t, p)
+	events := history(t, p.ID())
 	var pausedAt, resumedAt int64
 	for _, e := range events {
 		if sig := e.GetWorkflowExecutionSignaledEventAttributes(); sig != nil {
@@ -127,7 +127,7 @@ func TestPausedRunMakesNoProgressUntilResumed(t *testing.T) {
 			t.Fatalf("batch scheduled at event %d, between pause (%d) and resume (%d)", e.GetEventId(), pausedAt, resumedAt)
 		}
 	}
-	replay(t, p)
+	replay(t, p.ID())
 }
 
 // hangingProvider wedges, ignoring its context, on the first call for one sample.
@@ -182,7 +182,7 @@ func TestHungCallIsRecoveredByTheHeartbeatTimeout(t *testing.T) {
 		t.Fatalf("status %+v shows no restart, but the hung batch must have been retried", st)
 	}
 	t.Logf("hang to completion: %s (heartbeat timeout 2s)", time.Since(hungAt).Round(10*time.Millisecond))
-	replay(t, p)
+	replay(t, p.ID())
 }
 
 func TestWorkerKilledMidBatchIsReplacedWithoutDuplicates(t *testing.T) {
@@ -220,7 +220,7 @@ func TestWorkerKilledMidBatchIsReplacedWithoutDuplicates(t *testing.T) {
 		t.Fatalf("export has %d rows, want 150", len(rows))
 	}
 	t.Logf("killed at %d of 150 stored", atKill)
-	replay(t, p)
+	replay(t, p.ID())
 }
 
 func TestConcurrentStartsYieldOneRun(t *testing.T) {
@@ -260,10 +260,10 @@ func TestConcurrentStartsYieldOneRun(t *testing.T) {
 	}
 }
 
-// history returns the events of p's latest run.
-func history(t *testing.T, p runs.Pair) []*historypb.HistoryEvent {
+// history returns the events of the latest run of workflow id.
+func history(t *testing.T, id string) []*historypb.HistoryEvent {
 	t.Helper()
-	it := server.Client().GetWorkflowHistory(context.Background(), p.ID(), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := server.Client().GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var events []*historypb.HistoryEvent
 	for it.HasNext() {
 		e, err := it.Next()
@@ -275,12 +275,12 @@ func history(t *testing.T, p runs.Pair) []*historypb.HistoryEvent {
 	return events
 }
 
-// replay runs p's recorded history through the current workflow code: any nondeterminism
-// fails the test. With MHA_RECORD_HISTORY=DIR it also saves the history as JSON, which is how
-// the histories under workflows/testdata were made.
-func replay(t *testing.T, p runs.Pair) {
+// replay runs workflow id's recorded history through the current workflow code: any
+// nondeterminism fails the test. With MHA_RECORD_HISTORY=DIR it also saves the history as
+// JSON, which is how the histories under workflows/testdata were made.
+func replay(t *testing.T, id string) {
 	t.Helper()
-	h := &historypb.History{Events: history(t, p)}
+	h := &historypb.History{Events: history(t, id)}
 	r := worker.NewWorkflowReplayer()
 	workflows.Register(r)
 	if err := r.ReplayWorkflowHistory(nil, h); err != nil {
@@ -289,7 +289,7 @@ func replay(t *testing.T, p runs.Pair) {
 	if dir := os.Getenv("MHA_RECORD_HISTORY"); dir != "" {
 		b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
 		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, p.ID()+".json"), b, 0o644)
+			err = os.WriteFile(filepath.Join(dir, id+".json"), b, 0o644)
 		}
 		if err != nil {
 			t.Fatal(err)

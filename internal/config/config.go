@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	_ "time/tzdata" // quota_day_zone is checked the same on every machine
 
 	"github.com/mhannotator/mha/internal/labels"
 )
@@ -109,6 +110,9 @@ type Global struct {
 	// SafetyThreshold is sent to Gemini for each harm category; "" sends none. Mental-health
 	// texts trip the default filters, hence BLOCK_NONE by default.
 	SafetyThreshold string
+	// QuotaDayZone is the IANA time zone whose midnight resets requests_per_day (Gemini's is
+	// Pacific time).
+	QuotaDayZone string
 }
 
 // Annotator is one API key + model, with its effective settings (global values applied).
@@ -258,6 +262,7 @@ func defaultGlobal() Global {
 		MaxOutputTokens:         1024,
 		ThinkingBudget:          nil,
 		SafetyThreshold:         "BLOCK_NONE",
+		QuotaDayZone:            "America/Los_Angeles",
 	}
 }
 
@@ -267,7 +272,7 @@ var globalFields = []string{
 	"heartbeat_timeout_seconds", "request_timeout_seconds", "max_restart_attempts",
 	"requests_per_minute", "requests_per_day", "tokens_per_minute", "max_concurrent_activities",
 	"dataset_path", "offline_latency_seconds", "stream", "stream_idle_timeout_seconds",
-	"temperature", "max_output_tokens", "thinking_budget", "safety_threshold",
+	"temperature", "max_output_tokens", "thinking_budget", "safety_threshold", "quota_day_zone",
 }
 
 func decodeGlobal(raw json.RawMessage, probs *problems) Global {
@@ -310,6 +315,13 @@ func decodeGlobal(raw json.RawMessage, probs *problems) Global {
 	g.MaxOutputTokens = o.integer("max_output_tokens", 1, 65536, g.MaxOutputTokens)
 	g.ThinkingBudget = o.optionalInteger("thinking_budget", -1, 32768)
 	g.SafetyThreshold = o.choice("safety_threshold", safetyThresholds, g.SafetyThreshold)
+	if zone, ok := o.str("quota_day_zone"); ok {
+		if _, err := time.LoadLocation(zone); err != nil || zone == "" {
+			o.fail("quota_day_zone", zone, "%q is not an IANA time zone (such as America/Los_Angeles or UTC)", zone)
+		} else {
+			g.QuotaDayZone = zone
+		}
+	}
 	// Compared only when both values are good, so one mistake is not reported twice.
 	if !o.bad["request_timeout_seconds"] && !o.bad["heartbeat_timeout_seconds"] && g.RequestTimeout >= g.HeartbeatTimeout {
 		req, hb := g.RequestTimeout.Seconds(), g.HeartbeatTimeout.Seconds()

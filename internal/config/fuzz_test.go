@@ -217,6 +217,7 @@ func toSettings(t *testing.T, cfg *Config) []byte {
 		"offline_latency_seconds": g.OfflineLatency.Seconds(), "stream": g.Stream,
 		"stream_idle_timeout_seconds": g.StreamIdleTimeout.Seconds(), "temperature": g.Temperature,
 		"max_output_tokens": g.MaxOutputTokens, "safety_threshold": g.SafetyThreshold,
+		"quota_day_zone": g.QuotaDayZone,
 	}
 	if g.ThinkingBudget != nil { // left out, it stays unset
 		global["thinking_budget"] = *g.ThinkingBudget

@@ -26,7 +26,7 @@ type QuotaClient struct {
 // LimitsFrom reads a pool's limits from the config.
 func LimitsFrom(g config.Global) workflows.QuotaLimits {
 	return workflows.QuotaLimits{RequestsPerMinute: g.RequestsPerMinute, RequestsPerDay: g.RequestsPerDay,
-		TokensPerMinute: g.TokensPerMinute}
+		TokensPerMinute: g.TokensPerMinute, DayZone: g.QuotaDayZone}
 }
 
 // Reserve asks pool for one call slot. It returns the time the call may start, or a non-zero

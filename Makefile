@@ -35,7 +35,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzReadCSV$$' -fuzztime=$(FUZZTIME) ./internal/dataset
 	$(GO) test -run='^$$' -fuzz='^FuzzReadJSONL$$' -fuzztime=$(FUZZTIME) ./internal/dataset
 
-## bench: 30 offline runs on a dev server against a bare loop (annotations/s, worker memory)
+## bench: orchestration cost against a bare loop, quota use against the limit, reserve Update rate
 bench: $(TEMPORAL)
 	TEMPORAL_CLI=$(TEMPORAL) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./e2e
 

@@ -284,7 +284,7 @@ func replay(t *testing.T, id string) {
 	r := worker.NewWorkflowReplayer()
 	workflows.Register(r)
 	if err := r.ReplayWorkflowHistory(nil, h); err != nil {
-		t.Fatalf("replaying %s: %v", p.ID(), err)
+		t.Fatalf("replaying %s: %v", id, err)
 	}
 	if dir := os.Getenv("MHA_RECORD_HISTORY"); dir != "" {
 		b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)

@@ -5,10 +5,6 @@ package gemini
 import (
 	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -25,34 +21,17 @@ const DefaultBaseURL = "https://generativelanguage.googleapis.com"
 
 // Defaults for zero Options fields.
 const (
-	DefaultRequestTimeout    = 45 * time.Second
-	DefaultStreamIdleTimeout = 20 * time.Second
+	DefaultRequestTimeout    = httpx.DefaultRequestTimeout
+	DefaultStreamIdleTimeout = httpx.DefaultStreamIdleTimeout
 )
 
-// Reply size limits: a label needs a few kilobytes, and these only stop a runaway server from
-// filling memory.
-const (
-	maxReply      = 32 << 20
-	maxErrorReply = 1 << 20
-)
-
-// Options configure a Client.
+// Options configure a Client. The API key is sent as the x-goog-api-key header, never in the
+// URL; Stream calls streamGenerateContent?alt=sse instead of generateContent.
 type Options struct {
-	BaseURL string        // "" means DefaultBaseURL
-	APIKey  config.Secret // sent as the x-goog-api-key header, never in the URL
-	Model   string        // used when a Request names none
-	Stream  bool          // streamGenerateContent?alt=sse instead of generateContent
-	// RequestTimeout bounds a whole call; StreamIdleTimeout the silence between two chunks of
-	// a stream. Zero means the defaults above.
-	RequestTimeout    time.Duration
-	StreamIdleTimeout time.Duration
-	Temperature       *float64 // nil: not sent
-	MaxOutputTokens   int      // 0: not sent
-	ThinkingBudget    *int     // nil: not sent (models without thinking reject it)
+	httpx.Options
+	ThinkingBudget *int // nil: not sent (models without thinking reject it)
 	// SafetyThreshold is sent for each harm category; "" sends no safety settings.
 	SafetyThreshold string
-	// MaxConns is how many calls may run at once; it sizes the connection pool.
-	MaxConns int
 }
 
 // Client calls the Gemini API. It is safe for concurrent use; create one per API key and share
@@ -60,7 +39,6 @@ type Options struct {
 type Client struct {
 	http      *httpx.Client
 	base      string
-	key       config.Secret
 	model     string
 	stream    bool
 	genConfig *generationConfig
@@ -76,27 +54,11 @@ var harmCategories = []string{
 
 // New returns a client, or an error when the base URL is not an absolute http(s) URL.
 func New(o Options) (*Client, error) {
-	base := strings.TrimRight(cmp.Or(o.BaseURL, DefaultBaseURL), "/")
-	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("gemini: base URL %q is not an absolute http or https URL", base)
+	hc, base, err := httpx.New(config.ProviderGemini, DefaultBaseURL, o.Options)
+	if err != nil {
+		return nil, err
 	}
-	requestTimeout := cmp.Or(o.RequestTimeout, DefaultRequestTimeout)
-	c := &Client{
-		http: &httpx.Client{
-			Provider: config.ProviderGemini,
-			HTTP: &http.Client{Transport: httpx.NewTransport(httpx.TransportOptions{
-				ResponseHeaderTimeout: requestTimeout,
-				MaxIdleConnsPerHost:   o.MaxConns,
-			})},
-			RequestTimeout:    requestTimeout,
-			StreamIdleTimeout: cmp.Or(o.StreamIdleTimeout, DefaultStreamIdleTimeout),
-		},
-		base:     base,
-		key:      o.APIKey,
-		model:    o.Model,
-		stream:   o.Stream,
-		location: pacific(),
-	}
+	c := &Client{http: hc, base: base, model: o.Model, stream: o.Stream, location: pacific()}
 	gc := generationConfig{MaxOutputTokens: o.MaxOutputTokens}
 	if o.Temperature != nil {
 		t := *o.Temperature
@@ -136,97 +98,54 @@ func (c *Client) Complete(ctx context.Context, req llm.Request) (llm.Response, e
 	} else {
 		endpoint += ":generateContent"
 	}
-	body, err := json.Marshal(request{
-		Contents:         []content{{Role: "user", Parts: []part{{Text: req.Prompt}}}},
-		GenerationConfig: c.genConfig,
-		SafetySettings:   c.safety,
-	})
-	if err != nil {
-		return llm.Response{}, &llm.Error{Kind: llm.BadRequest, Provider: config.ProviderGemini, Err: err}
-	}
 	header := http.Header{}
-	header.Set("x-goog-api-key", c.key.Reveal())
-	call, err := c.http.Post(ctx, endpoint, header, body)
-	if err != nil {
-		return llm.Response{}, err
-	}
-	defer call.Close()
-	if call.Response.StatusCode != http.StatusOK {
-		data, err := call.ReadAll(maxErrorReply)
-		if err != nil {
-			return llm.Response{}, err
-		}
-		var e errorBody
-		if json.Unmarshal(data, &e) != nil || e.Error == nil {
-			return llm.Response{}, c.classify(call.Response.StatusCode, call.Response.Header, nil, httpx.Snippet(data, c.key.Reveal()))
-		}
-		return llm.Response{}, c.classify(call.Response.StatusCode, call.Response.Header, e.Error, "")
-	}
+	header.Set("x-goog-api-key", c.http.Key.Reveal())
 	var r reply
-	if c.stream {
-		err = c.readStream(call, &r)
-	} else {
-		err = c.readWhole(call, &r)
-	}
+	err := httpx.Do(ctx, c.http, httpx.Exchange[apiError]{
+		URL:    endpoint,
+		Header: header,
+		Body: request{
+			Contents:         []content{{Role: "user", Parts: []part{{Text: req.Prompt}}}},
+			GenerationConfig: c.genConfig,
+			SafetySettings:   c.safety,
+		},
+		Stream:  c.stream,
+		Refused: c.classify,
+		Whole:   func(data []byte) error { return c.take(data, &r) },
+		// An alt=sse stream ends when the server closes it.
+		Event: func(data []byte, bare bool) (bool, error) { return false, c.event(data, bare, &r) },
+	})
 	if err != nil {
 		return llm.Response{}, err
 	}
 	return c.result(&r, model)
 }
 
-func (c *Client) readWhole(call *httpx.Call, r *reply) error {
-	data, err := call.ReadAll(maxReply)
+// event takes in one event of a stream.
+func (c *Client) event(data []byte, bare bool, r *reply) error {
+	if bare { // not an event: the server's way of reporting a mid-stream error
+		if e := httpx.ErrorObject[apiError](data); e != nil {
+			return c.classify(e.Code, nil, e, "")
+		}
+		return nil
+	}
+	if len(data) == 0 {
+		return nil
+	}
+	return c.take(data, r)
+}
+
+// take adds a reply, or one chunk of a stream, to r.
+func (c *Client) take(data []byte, r *reply) error {
+	g, err := httpx.Decode[generateResponse](c.http, data)
 	if err != nil {
 		return err
-	}
-	var g generateResponse
-	if err := json.Unmarshal(data, &g); err != nil {
-		return c.unreadable(err, data)
 	}
 	if g.Error != nil {
 		return c.classify(g.Error.Code, nil, g.Error, "")
 	}
-	r.add(&g)
+	r.add(g)
 	return nil
-}
-
-// readStream adds up the chunks of an alt=sse stream, which ends when the server closes it.
-func (c *Client) readStream(call *httpx.Call, r *reply) error {
-	events := httpx.NewSSE(call.Stream())
-	for {
-		data, bare, err := events.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return call.Fail(err)
-		}
-		if bare { // not an event: the server's way of reporting a mid-stream error
-			var e errorBody
-			if json.Unmarshal(data, &e) == nil && e.Error != nil {
-				return c.classify(e.Error.Code, nil, e.Error, "")
-			}
-			continue
-		}
-		if len(data) == 0 {
-			continue
-		}
-		var g generateResponse
-		if err := json.Unmarshal(data, &g); err != nil {
-			return c.unreadable(err, data)
-		}
-		if g.Error != nil {
-			return c.classify(g.Error.Code, nil, g.Error, "")
-		}
-		r.add(&g)
-	}
-}
-
-// unreadable reports a 200 reply that is not the JSON the API sends: a proxy's page or a cut
-// reply, which trying again may fix.
-func (c *Client) unreadable(err error, data []byte) error {
-	return &llm.Error{Kind: llm.Unavailable, Provider: config.ProviderGemini, StatusCode: http.StatusOK,
-		Message: "reply is not valid JSON: " + httpx.Snippet(data, c.key.Reveal()), Err: err}
 }
 
 // blockedFinish are the finish reasons of a reply withheld for safety.
@@ -263,7 +182,7 @@ func (c *Client) classify(status int, h http.Header, e *apiError, msg string) *l
 	if e != nil {
 		msg, details = e.Message, e.Details
 	}
-	msg = httpx.Redact(msg, c.key.Reveal())
+	msg = httpx.Redact(msg, c.http.Key.Reveal())
 	out := &llm.Error{Provider: config.ProviderGemini, StatusCode: status, Message: msg}
 	switch {
 	case status == http.StatusBadRequest && (hasReason(details, "API_KEY_INVALID") || strings.Contains(msg, "API key not valid")):

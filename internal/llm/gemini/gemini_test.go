@@ -3,19 +3,17 @@ package gemini
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mhannotator/mha/internal/config"
 	"github.com/mhannotator/mha/internal/llm"
+	"github.com/mhannotator/mha/internal/llm/httpx"
+	"github.com/mhannotator/mha/internal/llm/providertest"
 )
 
 // testKey is distinctive, so a test can tell that it appears nowhere it must not.
@@ -23,69 +21,35 @@ const testKey = "AIzaTEST-key-9f8e7d6c5b4a-never-print-me"
 
 const testModel = "gemini-2.5-flash"
 
-// received is what the test server saw of a request.
-type received struct {
-	method, path, rawQuery string
-	header                 http.Header
-	body                   map[string]any
-}
-
-// server serves handler and records each request.
-type server struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []received
-}
-
-func newServer(t *testing.T, handler http.HandlerFunc) *server {
-	t.Helper()
-	s := &server{}
-	release := make(chan struct{})
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw, _ := io.ReadAll(r.Body)
-		var body map[string]any
-		json.Unmarshal(raw, &body)
-		s.mu.Lock()
-		s.requests = append(s.requests, received{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), body})
-		s.mu.Unlock()
-		handler(w, r.WithContext(withRelease(r.Context(), release)))
-	}))
-	t.Cleanup(s.Close)
-	t.Cleanup(func() { close(release) }) // runs first, so no handler keeps Close waiting
-	return s
-}
-
-type releaseKey struct{}
-
-func withRelease(ctx context.Context, ch chan struct{}) context.Context {
-	return context.WithValue(ctx, releaseKey{}, ch)
-}
-
-// hang blocks until the client goes away or the test ends.
-func hang(r *http.Request) {
-	select {
-	case <-r.Context().Done():
-	case <-r.Context().Value(releaseKey{}).(chan struct{}):
-	}
-}
-
-func (s *server) last(t *testing.T) received {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.requests) == 0 {
-		t.Fatal("the server got no request")
-	}
-	return s.requests[len(s.requests)-1]
+// provider is what the tests all providers share need to know of this one.
+var provider = providertest.Provider{
+	Name:  config.ProviderGemini,
+	Key:   testKey,
+	Model: testModel,
+	New: func(t *testing.T, url string, stream bool, set func(*httpx.Options)) llm.Provider {
+		return newClient(t, url, stream, func(o *Options) { set(&o.Options) })
+	},
+	Sep: "\r\n",
+	Event: func(text string, final bool) string {
+		finish := ""
+		if final {
+			finish = `, "finishReason": "STOP"`
+		}
+		return `{"candidates": [{"content": {"parts": [{"text": "` + text + `"}]}` + finish + `}]}`
+	},
+	KeyEcho: `{"error": {"code": 400, "message": "API key not valid: ` + testKey + `", "status": "INVALID_ARGUMENT"}}`,
 }
 
 func newClient(t *testing.T, url string, stream bool, opts ...func(*Options)) *Client {
 	t.Helper()
 	temp, budget := 0.0, 0
 	o := Options{
-		BaseURL: url, APIKey: testKey, Model: testModel, Stream: stream,
-		RequestTimeout: 5 * time.Second, StreamIdleTimeout: 2 * time.Second,
-		Temperature: &temp, MaxOutputTokens: 64, ThinkingBudget: &budget, SafetyThreshold: "BLOCK_NONE",
+		Options: httpx.Options{
+			BaseURL: url, APIKey: testKey, Model: testModel, Stream: stream,
+			RequestTimeout: 5 * time.Second, StreamIdleTimeout: 2 * time.Second,
+			Temperature: &temp, MaxOutputTokens: 64,
+		},
+		ThinkingBudget: &budget, SafetyThreshold: "BLOCK_NONE",
 	}
 	for _, f := range opts {
 		f(&o)
@@ -97,62 +61,6 @@ func newClient(t *testing.T, url string, stream bool, opts ...func(*Options)) *C
 	return c
 }
 
-// respond answers with status and body.
-func respond(status int, body string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	}
-}
-
-// streamReply answers with each chunk as one SSE event whose lines end in sep, flushing
-// after each.
-func streamReply(sep string, chunks ...string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		for _, c := range chunks {
-			io.WriteString(w, "data: "+c+sep+sep)
-			w.(http.Flusher).Flush()
-		}
-	}
-}
-
-// modes runs f for a plain and a streamed client.
-func modes(t *testing.T, f func(t *testing.T, stream bool)) {
-	for _, stream := range []bool{false, true} {
-		name := "generateContent"
-		if stream {
-			name = "streamGenerateContent"
-		}
-		t.Run(name, func(t *testing.T) { f(t, stream) })
-	}
-}
-
-// handlerFor answers a plain call with body as it is, and a streamed one with body as one
-// event: the error and block outcomes look the same either way.
-func handlerFor(stream bool, status int, body string) http.HandlerFunc {
-	if stream && status == http.StatusOK {
-		return streamReply("\r\n", body)
-	}
-	return respond(status, body)
-}
-
-func wantKind(t *testing.T, err error, kind llm.Kind) *llm.Error {
-	t.Helper()
-	var e *llm.Error
-	if !errors.As(err, &e) {
-		t.Fatalf("err = %v, want an *llm.Error of kind %s", err, kind)
-	}
-	if e.Kind != kind || e.Provider != "gemini" {
-		t.Fatalf("err = %v (kind %s), want kind %s from gemini", err, e.Kind, kind)
-	}
-	if strings.Contains(err.Error(), testKey) {
-		t.Fatalf("the error shows the API key: %v", err)
-	}
-	return e
-}
-
 const okReply = `{
   "candidates": [{"content": {"role": "model", "parts": [{"text": "thinking about it", "thought": true}, {"text": "Reasoning. <<LEVEL_2>>"}]},
                   "finishReason": "STOP", "index": 0}],
@@ -160,15 +68,15 @@ const okReply = `{
   "modelVersion": "gemini-2.5-flash-001", "responseId": "abc123"}`
 
 func TestCompleteSendsTheConfiguredRequestAndReadsTextUsageAndModel(t *testing.T) {
-	modes(t, func(t *testing.T, stream bool) {
-		h := respond(http.StatusOK, okReply)
+	providertest.Modes(t, func(t *testing.T, stream bool) {
+		h := providertest.Respond(http.StatusOK, nil, okReply)
 		if stream {
-			h = streamReply("\r\n",
+			h = providertest.Stream("\r\n",
 				`{"candidates": [{"content": {"parts": [{"text": "thinking about it", "thought": true}]}}], "usageMetadata": {"promptTokenCount": 412}}`,
 				`{"candidates": [{"content": {"parts": [{"text": "Reasoning. "}]}}], "usageMetadata": {"promptTokenCount": 412, "candidatesTokenCount": 3}}`,
 				`{"candidates": [{"content": {"parts": [{"text": "<<LEVEL_2>>"}]}, "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 412, "candidatesTokenCount": 14, "thoughtsTokenCount": 5}, "modelVersion": "gemini-2.5-flash-001"}`)
 		}
-		srv := newServer(t, h)
+		srv := providertest.NewServer(t, h)
 		resp, err := newClient(t, srv.URL, stream).Complete(context.Background(), llm.Request{Prompt: "Label this: I feel low."})
 		if err != nil {
 			t.Fatalf("Complete: %v", err)
@@ -178,18 +86,18 @@ func TestCompleteSendsTheConfiguredRequestAndReadsTextUsageAndModel(t *testing.T
 			t.Errorf("response = %+v, want %+v", resp, want)
 		}
 
-		got := srv.last(t)
+		got := srv.Last(t)
 		wantPath, wantQuery := "/v1beta/models/gemini-2.5-flash:generateContent", ""
 		if stream {
 			wantPath, wantQuery = "/v1beta/models/gemini-2.5-flash:streamGenerateContent", "alt=sse"
 		}
-		if got.method != http.MethodPost || got.path != wantPath || got.rawQuery != wantQuery {
-			t.Errorf("request %s %s?%s, want POST %s?%s", got.method, got.path, got.rawQuery, wantPath, wantQuery)
+		if got.Method != http.MethodPost || got.Path != wantPath || got.RawQuery != wantQuery {
+			t.Errorf("request %s %s?%s, want POST %s?%s", got.Method, got.Path, got.RawQuery, wantPath, wantQuery)
 		}
-		if k := got.header.Get("x-goog-api-key"); k != testKey {
+		if k := got.Header.Get("x-goog-api-key"); k != testKey {
 			t.Errorf("x-goog-api-key = %q, want the key", k)
 		}
-		if ct := got.header.Get("Content-Type"); ct != "application/json" {
+		if ct := got.Header.Get("Content-Type"); ct != "application/json" {
 			t.Errorf("Content-Type = %q", ct)
 		}
 		var safety []any
@@ -201,47 +109,47 @@ func TestCompleteSendsTheConfiguredRequestAndReadsTextUsageAndModel(t *testing.T
 			"generationConfig": map[string]any{"temperature": 0.0, "maxOutputTokens": 64.0, "thinkingConfig": map[string]any{"thinkingBudget": 0.0}},
 			"safetySettings":   safety,
 		}
-		if !reflect.DeepEqual(got.body, wantBody) {
-			t.Errorf("body = %v\nwant   %v", got.body, wantBody)
+		if !reflect.DeepEqual(got.Body, wantBody) {
+			t.Errorf("body = %v\nwant   %v", got.Body, wantBody)
 		}
 	})
 }
 
 func TestUnsetOptionsAreLeftOutOfTheRequest(t *testing.T) {
-	srv := newServer(t, respond(http.StatusOK, okReply))
+	srv := providertest.NewServer(t, providertest.Respond(http.StatusOK, nil, okReply))
 	c := newClient(t, srv.URL+"/", false, func(o *Options) {
 		o.Temperature, o.MaxOutputTokens, o.ThinkingBudget, o.SafetyThreshold = nil, 0, nil, ""
 	})
 	if _, err := c.Complete(context.Background(), llm.Request{Prompt: "p"}); err != nil {
 		t.Fatal(err)
 	}
-	got := srv.last(t)
-	if _, ok := got.body["generationConfig"]; ok {
-		t.Errorf("generationConfig sent although nothing is set: %v", got.body)
+	got := srv.Last(t)
+	if _, ok := got.Body["generationConfig"]; ok {
+		t.Errorf("generationConfig sent although nothing is set: %v", got.Body)
 	}
-	if _, ok := got.body["safetySettings"]; ok {
-		t.Errorf("safetySettings sent for an empty threshold: %v", got.body)
+	if _, ok := got.Body["safetySettings"]; ok {
+		t.Errorf("safetySettings sent for an empty threshold: %v", got.Body)
 	}
-	if got.path != "/v1beta/models/gemini-2.5-flash:generateContent" {
-		t.Errorf("path %q: a trailing slash on the base URL must not double", got.path)
+	if got.Path != "/v1beta/models/gemini-2.5-flash:generateContent" {
+		t.Errorf("path %q: a trailing slash on the base URL must not double", got.Path)
 	}
 }
 
 func TestRequestModelOverridesTheClientsAndAModelsPrefixIsDropped(t *testing.T) {
-	srv := newServer(t, respond(http.StatusOK, okReply))
+	srv := providertest.NewServer(t, providertest.Respond(http.StatusOK, nil, okReply))
 	c := newClient(t, srv.URL, false)
 	for req, want := range map[string]string{"gemma-3-27b-it": "gemma-3-27b-it", "models/gemini-2.0-flash": "gemini-2.0-flash"} {
 		if _, err := c.Complete(context.Background(), llm.Request{Model: req, Prompt: "p"}); err != nil {
 			t.Fatal(err)
 		}
-		if got := srv.last(t).path; got != "/v1beta/models/"+want+":generateContent" {
+		if got := srv.Last(t).Path; got != "/v1beta/models/"+want+":generateContent" {
 			t.Errorf("model %q: path %q", req, got)
 		}
 	}
 }
 
 func TestReplyWithoutModelVersionNamesTheRequestedModel(t *testing.T) {
-	srv := newServer(t, respond(http.StatusOK, `{"candidates": [{"content": {"parts": [{"text": "<<LEVEL_1>>"}]}, "finishReason": "STOP"}]}`))
+	srv := providertest.NewServer(t, providertest.Respond(http.StatusOK, nil, `{"candidates": [{"content": {"parts": [{"text": "<<LEVEL_1>>"}]}, "finishReason": "STOP"}]}`))
 	resp, err := newClient(t, srv.URL, false).Complete(context.Background(), llm.Request{Prompt: "p"})
 	if err != nil || resp.Model != testModel || resp.Text != "<<LEVEL_1>>" || resp.InputTokens != 0 {
 		t.Errorf("Complete = %+v, %v", resp, err)
@@ -264,72 +172,36 @@ func TestErrorRepliesAreClassified(t *testing.T) {
 		return `{"error": {"code": ` + itoa(code) + `, "message": ` + string(b) + `, "status": "` + status + `", "details": [` + strings.Join(details, ",") + `]}}`
 	}
 	const exceeded = "You exceeded your current quota, please check your plan and billing details."
-	cases := []struct {
-		name       string
-		status     int
-		header     map[string]string
-		body       string
-		kind       llm.Kind
-		retryAfter time.Duration
-		daily      bool
-	}{
-		{"400 API_KEY_INVALID", 400, nil, errBody(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
-			`{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}`), llm.InvalidKey, 0, false},
-		{"400 with only the message", 400, nil, errBody(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."), llm.InvalidKey, 0, false},
-		{"401", 401, nil, errBody(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."), llm.InvalidKey, 0, false},
-		{"403", 403, nil, errBody(403, "PERMISSION_DENIED", "Generative Language API has not been used in project 1 before or it is disabled."), llm.InvalidKey, 0, false},
-		{"404", 404, nil, errBody(404, "NOT_FOUND", "models/gemini-9 is not found for API version v1beta."), llm.ModelNotFound, 0, false},
-		{"429 limit 0", 429, nil, errBody(429, "RESOURCE_EXHAUSTED", exceeded+" Quota exceeded for metric: x, limit: 0, model: gemini-2.5-pro. Please retry in 26.4s.",
-			quota("GenerateRequestsPerDayPerProjectPerModel-FreeTier"), retryInfo("26s")), llm.NoQuota, 0, false},
-		{"429 per day", 429, nil, errBody(429, "RESOURCE_EXHAUSTED", exceeded,
-			quota("GenerateRequestsPerDayPerProjectPerModel-FreeTier"), retryInfo("26s")), llm.DailyQuota, 0, true},
-		{"429 with a per-day among three violations", 429, nil, errBody(429, "RESOURCE_EXHAUSTED", exceeded,
-			quota("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "GenerateRequestsPerDayPerProjectPerModel-FreeTier", "GenerateContentInputTokensPerModelPerMinute-FreeTier")), llm.DailyQuota, 0, true},
-		{"429 per minute with RetryInfo", 429, map[string]string{"Retry-After": "99"}, errBody(429, "RESOURCE_EXHAUSTED", exceeded+" Please retry in 26.4s.",
-			quota("GenerateRequestsPerMinutePerProjectPerModel-FreeTier"), `{"@type": "type.googleapis.com/google.rpc.Help"}`, retryInfo("26s")), llm.RateLimited, 26 * time.Second, false},
-		{"429 with a fractional RetryInfo", 429, nil, errBody(429, "RESOURCE_EXHAUSTED", exceeded, retryInfo("38.804097346s")),
-			llm.RateLimited, 38804097346 * time.Nanosecond, false},
-		{"429 with the delay only in the message", 429, map[string]string{"Retry-After": "99"}, errBody(429, "RESOURCE_EXHAUSTED", exceeded+" Please retry in 26.4s."),
-			llm.RateLimited, 26400 * time.Millisecond, false},
-		{"429 with the delay only in Retry-After", 429, map[string]string{"Retry-After": "7"}, errBody(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
-			llm.RateLimited, 7 * time.Second, false},
-		{"429 with no delay at all", 429, nil, errBody(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted."), llm.RateLimited, 0, false},
-		{"400 input too long", 400, nil, errBody(400, "INVALID_ARGUMENT", "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."), llm.BadRequest, 0, false},
-		{"400 failed precondition", 400, nil, errBody(400, "FAILED_PRECONDITION", "User location is not supported for the API use."), llm.BadRequest, 0, false},
-		{"408", 408, nil, "", llm.Unavailable, 0, false},
-		{"500", 500, nil, errBody(500, "INTERNAL", "An internal error has occurred."), llm.Unavailable, 0, false},
-		{"503 overloaded", 503, nil, errBody(503, "UNAVAILABLE", "The model is overloaded. Please try again later."), llm.Unavailable, 0, false},
-		{"504", 504, nil, errBody(504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete."), llm.Unavailable, 0, false},
-		{"502 from a proxy, in HTML", 502, nil, "<html><body>502 Bad Gateway</body></html>", llm.Unavailable, 0, false},
-	}
-	modes(t, func(t *testing.T, stream bool) {
-		for _, c := range cases {
-			t.Run(c.name, func(t *testing.T) {
-				srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
-					for k, v := range c.header {
-						w.Header().Set(k, v)
-					}
-					respond(c.status, c.body)(w, r)
-				})
-				before := time.Now()
-				_, err := newClient(t, srv.URL, stream).Complete(context.Background(), llm.Request{Prompt: "p"})
-				e := wantKind(t, err, c.kind)
-				if e.StatusCode != c.status {
-					t.Errorf("StatusCode = %d, want %d", e.StatusCode, c.status)
-				}
-				if e.RetryAfter != c.retryAfter {
-					t.Errorf("RetryAfter = %v, want %v", e.RetryAfter, c.retryAfter)
-				}
-				if c.daily {
-					checkPacificMidnight(t, e.ResetAt, before)
-				} else if !e.ResetAt.IsZero() {
-					t.Errorf("ResetAt = %v, want none", e.ResetAt)
-				}
-				if c.status == 502 && !strings.Contains(e.Message, "502 Bad Gateway") {
-					t.Errorf("message %q does not show the proxy's page", e.Message)
-				}
-			})
-		}
+	providertest.Replies(t, provider, []providertest.Case{
+		{Name: "400 API_KEY_INVALID", Status: 400, Body: errBody(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
+			`{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}`), Kind: llm.InvalidKey},
+		{Name: "400 with only the message", Status: 400, Body: errBody(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."), Kind: llm.InvalidKey},
+		{Name: "401", Status: 401, Body: errBody(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."), Kind: llm.InvalidKey},
+		{Name: "403", Status: 403, Body: errBody(403, "PERMISSION_DENIED", "Generative Language API has not been used in project 1 before or it is disabled."), Kind: llm.InvalidKey},
+		{Name: "404", Status: 404, Body: errBody(404, "NOT_FOUND", "models/gemini-9 is not found for API version v1beta."), Kind: llm.ModelNotFound},
+		{Name: "429 limit 0", Status: 429, Body: errBody(429, "RESOURCE_EXHAUSTED", exceeded+" Quota exceeded for metric: x, limit: 0, model: gemini-2.5-pro. Please retry in 26.4s.",
+			quota("GenerateRequestsPerDayPerProjectPerModel-FreeTier"), retryInfo("26s")), Kind: llm.NoQuota},
+		{Name: "429 per day", Status: 429, Body: errBody(429, "RESOURCE_EXHAUSTED", exceeded,
+			quota("GenerateRequestsPerDayPerProjectPerModel-FreeTier"), retryInfo("26s")), Kind: llm.DailyQuota, ResetAt: checkPacificMidnight},
+		{Name: "429 with a per-day among three violations", Status: 429, Body: errBody(429, "RESOURCE_EXHAUSTED", exceeded,
+			quota("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "GenerateRequestsPerDayPerProjectPerModel-FreeTier", "GenerateContentInputTokensPerModelPerMinute-FreeTier")),
+			Kind: llm.DailyQuota, ResetAt: checkPacificMidnight},
+		{Name: "429 per minute with RetryInfo", Status: 429, Header: map[string]string{"Retry-After": "99"}, Body: errBody(429, "RESOURCE_EXHAUSTED", exceeded+" Please retry in 26.4s.",
+			quota("GenerateRequestsPerMinutePerProjectPerModel-FreeTier"), `{"@type": "type.googleapis.com/google.rpc.Help"}`, retryInfo("26s")), Kind: llm.RateLimited, RetryAfter: 26 * time.Second},
+		{Name: "429 with a fractional RetryInfo", Status: 429, Body: errBody(429, "RESOURCE_EXHAUSTED", exceeded, retryInfo("38.804097346s")),
+			Kind: llm.RateLimited, RetryAfter: 38804097346 * time.Nanosecond},
+		{Name: "429 with the delay only in the message", Status: 429, Header: map[string]string{"Retry-After": "99"}, Body: errBody(429, "RESOURCE_EXHAUSTED", exceeded+" Please retry in 26.4s."),
+			Kind: llm.RateLimited, RetryAfter: 26400 * time.Millisecond},
+		{Name: "429 with the delay only in Retry-After", Status: 429, Header: map[string]string{"Retry-After": "7"}, Body: errBody(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+			Kind: llm.RateLimited, RetryAfter: 7 * time.Second},
+		{Name: "429 with no delay at all", Status: 429, Body: errBody(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted."), Kind: llm.RateLimited},
+		{Name: "400 input too long", Status: 400, Body: errBody(400, "INVALID_ARGUMENT", "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."), Kind: llm.BadRequest},
+		{Name: "400 failed precondition", Status: 400, Body: errBody(400, "FAILED_PRECONDITION", "User location is not supported for the API use."), Kind: llm.BadRequest},
+		{Name: "408", Status: 408, Kind: llm.Unavailable},
+		{Name: "500", Status: 500, Body: errBody(500, "INTERNAL", "An internal error has occurred."), Kind: llm.Unavailable},
+		{Name: "503 overloaded", Status: 503, Body: errBody(503, "UNAVAILABLE", "The model is overloaded. Please try again later."), Kind: llm.Unavailable},
+		{Name: "504", Status: 504, Body: errBody(504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete."), Kind: llm.Unavailable},
+		{Name: "502 from a proxy, in HTML", Status: 502, Body: "<html><body>502 Bad Gateway</body></html>", Kind: llm.Unavailable, Shows: "502 Bad Gateway"},
 	})
 }
 
@@ -370,47 +242,24 @@ func TestNextMidnightCountsLocalDaysAcrossDaylightSaving(t *testing.T) {
 }
 
 func TestOutcomesOfASuccessfulStatusAreClassified(t *testing.T) {
-	cases := []struct {
-		name string
-		body string
-		kind llm.Kind // "" means success
-		msg  string
-		text string
-	}{
-		{"a blocked prompt", `{"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []}, "usageMetadata": {"promptTokenCount": 398}, "modelVersion": "gemini-2.5-flash"}`,
-			llm.Blocked, "SAFETY", ""},
-		{"a prompt blocked for OTHER", `{"promptFeedback": {"blockReason": "OTHER"}}`, llm.Blocked, "OTHER", ""},
-		{"a SAFETY finish without content", `{"candidates": [{"finishReason": "SAFETY", "safetyRatings": [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": true}]}]}`,
-			llm.Blocked, "SAFETY", ""},
-		{"a PROHIBITED_CONTENT finish", `{"candidates": [{"content": {"parts": [{"text": "partial"}]}, "finishReason": "PROHIBITED_CONTENT"}]}`, llm.Blocked, "PROHIBITED_CONTENT", ""},
-		{"a BLOCKLIST finish", `{"candidates": [{"finishReason": "BLOCKLIST"}]}`, llm.Blocked, "BLOCKLIST", ""},
-		{"an SPII finish", `{"candidates": [{"finishReason": "SPII"}]}`, llm.Blocked, "SPII", ""},
-		{"MAX_TOKENS with no text", `{"candidates": [{"content": {"role": "model"}, "finishReason": "MAX_TOKENS"}], "usageMetadata": {"promptTokenCount": 10, "thoughtsTokenCount": 64}}`,
-			llm.MaxTokensEmpty, "", ""},
-		{"MAX_TOKENS with only thoughts", `{"candidates": [{"content": {"parts": [{"text": "hmm", "thought": true}]}, "finishReason": "MAX_TOKENS"}]}`,
-			llm.MaxTokensEmpty, "", ""},
-		{"MAX_TOKENS with some text", `{"candidates": [{"content": {"parts": [{"text": "Reasoning so fa"}]}, "finishReason": "MAX_TOKENS"}]}`,
-			"", "", "Reasoning so fa"},
-		{"no candidates and no block reason", `{"usageMetadata": {"promptTokenCount": 3}}`, llm.Unavailable, "", ""},
-		{"a body that is not JSON", `<html>oops</html>`, llm.Unavailable, "", ""},
-	}
-	modes(t, func(t *testing.T, stream bool) {
-		for _, c := range cases {
-			t.Run(c.name, func(t *testing.T) {
-				srv := newServer(t, handlerFor(stream, http.StatusOK, c.body))
-				resp, err := newClient(t, srv.URL, stream).Complete(context.Background(), llm.Request{Prompt: "p"})
-				if c.kind == "" {
-					if err != nil || resp.Text != c.text {
-						t.Fatalf("Complete = %+v, %v; want text %q", resp, err, c.text)
-					}
-					return
-				}
-				e := wantKind(t, err, c.kind)
-				if c.msg != "" && e.Message != c.msg {
-					t.Errorf("Message = %q, want %q", e.Message, c.msg)
-				}
-			})
-		}
+	// A streamed reply is the same body as its one event.
+	providertest.Replies(t, provider, []providertest.Case{
+		{Name: "a blocked prompt", Body: `{"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []}, "usageMetadata": {"promptTokenCount": 398}, "modelVersion": "gemini-2.5-flash"}`,
+			Kind: llm.Blocked, Message: "SAFETY"},
+		{Name: "a prompt blocked for OTHER", Body: `{"promptFeedback": {"blockReason": "OTHER"}}`, Kind: llm.Blocked, Message: "OTHER"},
+		{Name: "a SAFETY finish without content", Body: `{"candidates": [{"finishReason": "SAFETY", "safetyRatings": [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": true}]}]}`,
+			Kind: llm.Blocked, Message: "SAFETY"},
+		{Name: "a PROHIBITED_CONTENT finish", Body: `{"candidates": [{"content": {"parts": [{"text": "partial"}]}, "finishReason": "PROHIBITED_CONTENT"}]}`, Kind: llm.Blocked, Message: "PROHIBITED_CONTENT"},
+		{Name: "a BLOCKLIST finish", Body: `{"candidates": [{"finishReason": "BLOCKLIST"}]}`, Kind: llm.Blocked, Message: "BLOCKLIST"},
+		{Name: "an SPII finish", Body: `{"candidates": [{"finishReason": "SPII"}]}`, Kind: llm.Blocked, Message: "SPII"},
+		{Name: "MAX_TOKENS with no text", Body: `{"candidates": [{"content": {"role": "model"}, "finishReason": "MAX_TOKENS"}], "usageMetadata": {"promptTokenCount": 10, "thoughtsTokenCount": 64}}`,
+			Kind: llm.MaxTokensEmpty},
+		{Name: "MAX_TOKENS with only thoughts", Body: `{"candidates": [{"content": {"parts": [{"text": "hmm", "thought": true}]}, "finishReason": "MAX_TOKENS"}]}`,
+			Kind: llm.MaxTokensEmpty},
+		{Name: "MAX_TOKENS with some text", Body: `{"candidates": [{"content": {"parts": [{"text": "Reasoning so fa"}]}, "finishReason": "MAX_TOKENS"}]}`,
+			Text: "Reasoning so fa"},
+		{Name: "no candidates and no block reason", Body: `{"usageMetadata": {"promptTokenCount": 3}}`, Kind: llm.Unavailable},
+		{Name: "a body that is not JSON", Body: `<html>oops</html>`, Kind: llm.Unavailable},
 	})
 }
 
@@ -421,7 +270,7 @@ func TestStreamsAreReadWithEveryLineEnding(t *testing.T) {
 	}
 	for name, sep := range map[string]string{"LF": "\n", "CRLF": "\r\n", "CR": "\r"} {
 		t.Run(name, func(t *testing.T) {
-			srv := newServer(t, streamReply(sep, chunks...))
+			srv := providertest.NewServer(t, providertest.Stream(sep, chunks...))
 			resp, err := newClient(t, srv.URL, true).Complete(context.Background(), llm.Request{Prompt: "p"})
 			want := llm.Response{Text: "<<LEVEL_3>>", Model: testModel, InputTokens: 7, OutputTokens: 4}
 			if err != nil || resp != want {
@@ -433,7 +282,7 @@ func TestStreamsAreReadWithEveryLineEnding(t *testing.T) {
 
 func TestAStreamedFrameOverOneMiBIsRead(t *testing.T) {
 	big := strings.Repeat("word ", 400_000) // 2 MB in one event
-	srv := newServer(t, streamReply("\r\n",
+	srv := providertest.NewServer(t, providertest.Stream("\r\n",
 		`{"candidates": [{"content": {"parts": [{"text": "`+big+`"}]}}]}`,
 		`{"candidates": [{"content": {"parts": [{"text": "<<LEVEL_0>>"}]}, "finishReason": "STOP"}]}`))
 	resp, err := newClient(t, srv.URL, true).Complete(context.Background(), llm.Request{Prompt: "p"})
@@ -459,11 +308,11 @@ func TestAnErrorInsideAStreamIsClassifiedByItsCode(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+			srv := providertest.NewServer(t, func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, first+c.line+"\r\n\r\n")
 			})
 			_, err := newClient(t, srv.URL, true).Complete(context.Background(), llm.Request{Prompt: "p"})
-			e := wantKind(t, err, c.kind)
+			e := provider.WantKind(t, err, c.kind)
 			if e.StatusCode != c.status || e.RetryAfter != c.retryAfter {
 				t.Errorf("StatusCode %d RetryAfter %v, want %d and %v", e.StatusCode, e.RetryAfter, c.status, c.retryAfter)
 			}
@@ -471,150 +320,11 @@ func TestAnErrorInsideAStreamIsClassifiedByItsCode(t *testing.T) {
 	}
 }
 
-func TestAStreamThatStallsIsCutAtTheIdleTimeoutNotTheRequestTimeout(t *testing.T) {
-	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, `data: {"candidates": [{"content": {"parts": [{"text": "<<LEV"}]}}]}`+"\r\n\r\n")
-		w.(http.Flusher).Flush()
-		hang(r)
-	})
-	c := newClient(t, srv.URL, true, func(o *Options) {
-		o.RequestTimeout, o.StreamIdleTimeout = 20*time.Second, 200*time.Millisecond
-	})
-	var chunks atomic.Int32
-	ctx := llm.WithProgress(context.Background(), func() { chunks.Add(1) })
-	start := time.Now()
-	_, err := c.Complete(ctx, llm.Request{Prompt: "p"})
-	elapsed := time.Since(start)
-	e := wantKind(t, err, llm.Unavailable)
-	if e.Message != "stream stalled: no data for 200ms" {
-		t.Errorf("Message = %q", e.Message)
-	}
-	if elapsed > 3*time.Second {
-		t.Errorf("the stalled stream ended after %v, want about 200ms", elapsed)
-	}
-	if chunks.Load() != 1 {
-		t.Errorf("progress reported %d times, want once for the one chunk", chunks.Load())
-	}
-}
-
-func TestAServerThatNeverAnswersIsCutAtTheRequestTimeout(t *testing.T) {
-	modes(t, func(t *testing.T, stream bool) {
-		srv := newServer(t, func(w http.ResponseWriter, r *http.Request) { hang(r) })
-		c := newClient(t, srv.URL, stream, func(o *Options) {
-			o.RequestTimeout, o.StreamIdleTimeout = 300*time.Millisecond, 300*time.Millisecond
-		})
-		start := time.Now()
-		_, err := c.Complete(context.Background(), llm.Request{Prompt: "p"})
-		e := wantKind(t, err, llm.Unavailable)
-		if !strings.Contains(e.Message, "request timeout 300ms") {
-			t.Errorf("Message = %q, want it to name the request timeout", e.Message)
-		}
-		if elapsed := time.Since(start); elapsed > 3*time.Second {
-			t.Errorf("took %v, want about 300ms", elapsed)
-		}
-	})
-}
-
-// resetConnection answers with a TCP reset.
-func resetConnection(w http.ResponseWriter, r *http.Request) {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		panic(err)
-	}
-	conn.(*net.TCPConn).SetLinger(0)
-	conn.Close()
-}
-
-func TestAResetConnectionIsUnavailable(t *testing.T) {
-	modes(t, func(t *testing.T, stream bool) {
-		srv := newServer(t, resetConnection)
-		_, err := newClient(t, srv.URL, stream).Complete(context.Background(), llm.Request{Prompt: "p"})
-		wantKind(t, err, llm.Unavailable)
-	})
-}
-
-func TestACancelledCallReturnsTheContextsError(t *testing.T) {
-	modes(t, func(t *testing.T, stream bool) {
-		srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, `data: {"candidates": [{"content": {"parts": [{"text": "x"}]}}]}`+"\n\n")
-			w.(http.Flusher).Flush()
-			hang(r)
-		})
-		ctx, cancel := context.WithCancel(context.Background())
-		time.AfterFunc(100*time.Millisecond, cancel)
-		_, err := newClient(t, srv.URL, stream).Complete(ctx, llm.Request{Prompt: "p"})
-		if err != context.Canceled {
-			t.Fatalf("err = %#v, want context.Canceled, unclassified", err)
-		}
-	})
-}
-
-func TestProgressIsReportedForEveryChunk(t *testing.T) {
-	const n = 5
-	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
-		for i := range n {
-			finish := ""
-			if i == n-1 {
-				finish = `, "finishReason": "STOP"`
-			}
-			io.WriteString(w, `data: {"candidates": [{"content": {"parts": [{"text": "x"}]}`+finish+`}]}`+"\r\n\r\n")
-			w.(http.Flusher).Flush()
-			time.Sleep(20 * time.Millisecond) // so each chunk arrives on its own
-		}
-	})
-	var chunks atomic.Int32
-	ctx := llm.WithProgress(context.Background(), func() { chunks.Add(1) })
-	resp, err := newClient(t, srv.URL, true).Complete(ctx, llm.Request{Prompt: "p"})
-	if err != nil || resp.Text != "xxxxx" {
-		t.Fatalf("Complete = %+v, %v", resp, err)
-	}
-	if got := chunks.Load(); got < n {
-		t.Errorf("progress reported %d times for %d chunks", got, n)
-	}
-}
-
-func TestTheKeyNeverAppearsInAnError(t *testing.T) {
-	echo := `{"error": {"code": CODE, "message": "API key not valid: ` + testKey + `", "status": "X"}}`
-	handlers := map[string]http.HandlerFunc{
-		"400 echoing the key":    respond(400, strings.Replace(echo, "CODE", "400", 1)),
-		"429 echoing the key":    respond(429, strings.Replace(echo, "CODE", "429", 1)),
-		"500 echoing the key":    respond(500, strings.Replace(echo, "CODE", "500", 1)),
-		"an HTML page with it":   respond(502, "<p>bad key "+testKey+"</p>"),
-		"a 200 that is not JSON": respond(200, "key="+testKey),
-		"a mid-stream echo":      streamReply("\n", strings.Replace(echo, "CODE", "503", 1)),
-		"a reset":                resetConnection,
-		"a hang":                 func(w http.ResponseWriter, r *http.Request) { hang(r) },
-	}
-	for name, h := range handlers {
-		t.Run(name, func(t *testing.T) {
-			srv := newServer(t, h)
-			for _, stream := range []bool{false, true} {
-				c := newClient(t, srv.URL, stream, func(o *Options) { o.RequestTimeout, o.StreamIdleTimeout = 300*time.Millisecond, 300*time.Millisecond })
-				_, err := c.Complete(context.Background(), llm.Request{Prompt: "p"})
-				if err == nil {
-					t.Fatal("want an error")
-				}
-				if strings.Contains(err.Error(), testKey) || strings.Contains(fmtAll(err), testKey) {
-					t.Errorf("the error shows the key: %v", err)
-				}
-			}
-		})
-	}
-}
-
-// fmtAll renders every error in err's chain.
-func fmtAll(err error) string {
-	var b strings.Builder
-	for ; err != nil; err = errors.Unwrap(err) {
-		b.WriteString(err.Error())
-		b.WriteString("\n")
-	}
-	return b.String()
-}
+func TestConnectionFailures(t *testing.T) { providertest.ConnectionFailures(t, provider) }
 
 func TestNewRejectsABaseURLThatIsNotHTTP(t *testing.T) {
 	for _, u := range []string{"ftp://x", "localhost:8080", "http://"} {
-		if _, err := New(Options{BaseURL: u}); err == nil {
+		if _, err := New(Options{Options: httpx.Options{BaseURL: u}}); err == nil {
 			t.Errorf("New accepted base URL %q", u)
 		}
 	}

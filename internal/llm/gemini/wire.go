@@ -53,11 +53,7 @@ type usageMetadata struct {
 	ThoughtsTokenCount   int `json:"thoughtsTokenCount"`
 }
 
-type errorBody struct {
-	Error *apiError `json:"error"`
-}
-
-// apiError is a google.rpc.Status.
+// apiError is a google.rpc.Status, as an error reply holds it: {"error": apiError}.
 type apiError struct {
 	Code    int      `json:"code"`
 	Message string   `json:"message"`

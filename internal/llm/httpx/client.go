@@ -2,19 +2,71 @@ package httpx
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
+	"github.com/mhannotator/mha/internal/config"
 	"github.com/mhannotator/mha/internal/llm"
 )
+
+// Options are the settings every provider takes. Each provider's Options embed them, and say
+// how it sends them.
+type Options struct {
+	BaseURL string        // "" means the provider's default
+	APIKey  config.Secret // the provider's key
+	Model   string        // used when a Request names none
+	Stream  bool          // ask for a server-sent event stream
+	// RequestTimeout bounds a whole call; StreamIdleTimeout the silence between two chunks of
+	// a stream. Zero means DefaultRequestTimeout and DefaultStreamIdleTimeout.
+	RequestTimeout    time.Duration
+	StreamIdleTimeout time.Duration
+	Temperature       *float64 // nil: not sent
+	MaxOutputTokens   int      // 0: not sent
+	// MaxConns is how many calls may run at once; it sizes the connection pool.
+	MaxConns int
+}
+
+// Defaults for zero Options fields.
+const (
+	DefaultRequestTimeout    = 45 * time.Second
+	DefaultStreamIdleTimeout = 20 * time.Second
+)
+
+// New returns the client that provider sends its calls through, configured by o, and the base
+// URL of its API: o.BaseURL without a trailing slash, or defaultBase when o names none. It
+// fails when that is not an absolute http or https URL.
+func New(provider, defaultBase string, o Options) (*Client, string, error) {
+	base := strings.TrimRight(cmp.Or(o.BaseURL, defaultBase), "/")
+	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, "", fmt.Errorf("%s: base URL %q is not an absolute http or https URL", provider, base)
+	}
+	requestTimeout := cmp.Or(o.RequestTimeout, DefaultRequestTimeout)
+	c := &Client{
+		Provider: provider,
+		Key:      o.APIKey,
+		HTTP: &http.Client{Transport: NewTransport(TransportOptions{
+			ResponseHeaderTimeout: requestTimeout,
+			MaxIdleConnsPerHost:   o.MaxConns,
+		})},
+		RequestTimeout:    requestTimeout,
+		StreamIdleTimeout: cmp.Or(o.StreamIdleTimeout, DefaultStreamIdleTimeout),
+	}
+	return c, base, nil
+}
 
 // Client sends a provider's requests. It is safe for concurrent use.
 type Client struct {
 	Provider string // names the provider in errors
+	// Key is the API key the provider sends. Every message made from a reply body has it
+	// removed, so a server that echoes it back cannot put it into an error.
+	Key config.Secret
 	// HTTP sends the requests. Its Timeout is best left zero: RequestTimeout does that job
 	// and tells a timeout from the caller's own cancellation.
 	HTTP *http.Client

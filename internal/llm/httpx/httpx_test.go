@@ -85,18 +85,27 @@ func TestIdleReaderLetsASlowButSteadyStreamFinish(t *testing.T) {
 	}
 }
 
-func TestIdleReaderUnblocksARealResponseBody(t *testing.T) {
+// hangingServer answers each request with first, then waits for the client to go away or the
+// test to end.
+func hangingServer(t *testing.T, first string) *httptest.Server {
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("data: first\n\n"))
-		w.(http.Flusher).Flush()
+		if first != "" {
+			w.Write([]byte(first))
+			w.(http.Flusher).Flush()
+		}
 		select {
 		case <-r.Context().Done():
 		case <-release:
 		}
 	}))
 	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) })
+	t.Cleanup(func() { close(release) }) // runs first, so no handler keeps Close waiting
+	return srv
+}
+
+func TestIdleReaderUnblocksARealResponseBody(t *testing.T) {
+	srv := hangingServer(t, "data: first\n\n")
 	resp, err := srv.Client().Get(srv.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -280,15 +289,7 @@ func newTestClient(timeout time.Duration) *Client {
 }
 
 func TestPostCutsAServerThatNeverAnswersAtTheRequestTimeout(t *testing.T) {
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) })
+	srv := hangingServer(t, "")
 	start := time.Now()
 	_, err := newTestClient(300*time.Millisecond).Post(context.Background(), srv.URL, nil, []byte("{}"))
 	var e *llm.Error
@@ -301,15 +302,7 @@ func TestPostCutsAServerThatNeverAnswersAtTheRequestTimeout(t *testing.T) {
 }
 
 func TestPostReturnsTheCallersCancellationUnclassified(t *testing.T) {
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) })
+	srv := hangingServer(t, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	_, err := newTestClient(10*time.Second).Post(ctx, srv.URL, nil, []byte("{}"))

@@ -1,6 +1,7 @@
-// Package httpx is the HTTP path the LLM providers share, built so that no call can hang:
-// every phase of a request has its own deadline, a streamed reply that goes quiet is cut, and
-// every failure comes back classified.
+// Package httpx is the HTTP path the LLM providers share, from their common settings (Options,
+// New) to a call and its reply (Do), built so that no call can hang: every phase of a request
+// has its own deadline, a streamed reply that goes quiet is cut, and every failure comes back
+// classified. The providers keep their own wire types and their own classification.
 //
 // The error rule: when the caller's context is cancelled, a call returns ctx.Err() as is, not
 // an *llm.Error, so the caller can tell its own stop (pause, shutdown, a progress watchdog) from

@@ -7,11 +7,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -26,41 +22,20 @@ const DefaultBaseURL = "https://api.openai.com"
 
 // Defaults for zero Options fields.
 const (
-	DefaultRequestTimeout    = 45 * time.Second
-	DefaultStreamIdleTimeout = 20 * time.Second
+	DefaultRequestTimeout    = httpx.DefaultRequestTimeout
+	DefaultStreamIdleTimeout = httpx.DefaultStreamIdleTimeout
 )
 
-// Reply size limits: a label needs a few kilobytes, and these only stop a runaway server from
-// filling memory.
-const (
-	maxReply      = 32 << 20
-	maxErrorReply = 1 << 20
-)
-
-// Options configure a Client.
-type Options struct {
-	// BaseURL is the server, with or without the trailing /v1 ("http://localhost:11434" and
-	// "http://localhost:11434/v1" both work); "" means DefaultBaseURL.
-	BaseURL string
-	APIKey  config.Secret // sent as "Authorization: Bearer"; local servers ignore it
-	Model   string        // used when a Request names none
-	Stream  bool          // ask for a server-sent event stream
-	// RequestTimeout bounds a whole call; StreamIdleTimeout the silence between two chunks of
-	// a stream. Zero means the defaults above.
-	RequestTimeout    time.Duration
-	StreamIdleTimeout time.Duration
-	Temperature       *float64 // nil: not sent
-	MaxOutputTokens   int      // sent as max_tokens; 0: not sent
-	// MaxConns is how many calls may run at once; it sizes the connection pool.
-	MaxConns int
-}
+// Options configure a Client. BaseURL is the server, with or without the trailing /v1
+// ("http://localhost:11434" and "http://localhost:11434/v1" both work). The API key is sent as
+// "Authorization: Bearer"; local servers ignore it. MaxOutputTokens is sent as max_tokens.
+type Options = httpx.Options
 
 // Client calls a chat completions server. It is safe for concurrent use; create one per API
 // key and share it, so its calls share one connection pool.
 type Client struct {
 	http        *httpx.Client
 	endpoint    string
-	key         config.Secret
 	model       string
 	stream      bool
 	temperature *float64
@@ -69,30 +44,14 @@ type Client struct {
 
 // New returns a client, or an error when the base URL is not an absolute http(s) URL.
 func New(o Options) (*Client, error) {
-	base := strings.TrimRight(cmp.Or(o.BaseURL, DefaultBaseURL), "/")
-	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("openai: base URL %q is not an absolute http or https URL", base)
+	hc, base, err := httpx.New(config.ProviderOpenAI, DefaultBaseURL, o)
+	if err != nil {
+		return nil, err
 	}
 	if !strings.HasSuffix(base, "/v1") {
 		base += "/v1"
 	}
-	requestTimeout := cmp.Or(o.RequestTimeout, DefaultRequestTimeout)
-	c := &Client{
-		http: &httpx.Client{
-			Provider: config.ProviderOpenAI,
-			HTTP: &http.Client{Transport: httpx.NewTransport(httpx.TransportOptions{
-				ResponseHeaderTimeout: requestTimeout,
-				MaxIdleConnsPerHost:   o.MaxConns,
-			})},
-			RequestTimeout:    requestTimeout,
-			StreamIdleTimeout: cmp.Or(o.StreamIdleTimeout, DefaultStreamIdleTimeout),
-		},
-		endpoint:  base + "/chat/completions",
-		key:       o.APIKey,
-		model:     o.Model,
-		stream:    o.Stream,
-		maxTokens: o.MaxOutputTokens,
-	}
+	c := &Client{http: hc, endpoint: base + "/chat/completions", model: o.Model, stream: o.Stream, maxTokens: o.MaxOutputTokens}
 	if o.Temperature != nil {
 		t := *o.Temperature
 		c.temperature = &t
@@ -115,94 +74,51 @@ func (c *Client) Complete(ctx context.Context, req llm.Request) (llm.Response, e
 	if c.stream {
 		r.StreamOptions = &streamOptions{IncludeUsage: true}
 	}
-	body, err := json.Marshal(r)
-	if err != nil {
-		return llm.Response{}, &llm.Error{Kind: llm.BadRequest, Provider: config.ProviderOpenAI, Err: err}
-	}
 	header := http.Header{}
-	header.Set("Authorization", "Bearer "+c.key.Reveal())
-	call, err := c.http.Post(ctx, c.endpoint, header, body)
-	if err != nil {
-		return llm.Response{}, err
-	}
-	defer call.Close()
-	if call.Response.StatusCode != http.StatusOK {
-		data, err := call.ReadAll(maxErrorReply)
-		if err != nil {
-			return llm.Response{}, err
-		}
-		var e errorBody
-		if json.Unmarshal(data, &e) != nil || e.Error == nil {
-			return llm.Response{}, c.classify(call.Response.StatusCode, call.Response.Header, nil, httpx.Snippet(data, c.key.Reveal()))
-		}
-		return llm.Response{}, c.classify(call.Response.StatusCode, call.Response.Header, e.Error, "")
-	}
-	var rep reply
-	if c.stream {
-		err = c.readStream(call, &rep)
-	} else {
-		err = c.readWhole(call, &rep)
-	}
+	header.Set("Authorization", "Bearer "+c.http.Key.Reveal())
+	rep := reply{done: !c.stream} // a whole reply is complete
+	err := httpx.Do(ctx, c.http, httpx.Exchange[apiError]{
+		URL:     c.endpoint,
+		Header:  header,
+		Body:    r,
+		Stream:  c.stream,
+		Refused: c.classify,
+		Whole:   func(data []byte) error { return c.take(data, false, &rep) },
+		Event:   func(data []byte, bare bool) (bool, error) { return c.event(data, bare, &rep) },
+	})
 	if err != nil {
 		return llm.Response{}, err
 	}
 	return c.result(&rep, model)
 }
 
-func (c *Client) readWhole(call *httpx.Call, r *reply) error {
-	data, err := call.ReadAll(maxReply)
+// event takes in one event of a stream, which ends with "data: [DONE]".
+func (c *Client) event(data []byte, bare bool, r *reply) (done bool, err error) {
+	if bytes.Equal(data, []byte("[DONE]")) {
+		r.done = true
+		return true, nil
+	}
+	if len(data) == 0 {
+		return false, nil
+	}
+	return false, c.take(data, bare, r)
+}
+
+// take adds a reply, or one chunk of a stream, to r. A bare line of a stream (see httpx.SSE)
+// that is not a chunk is passed over.
+func (c *Client) take(data []byte, bare bool, r *reply) error {
+	cr, err := httpx.Decode[chatResponse](c.http, data)
 	if err != nil {
+		if bare {
+			return nil
+		}
 		return err
 	}
-	var cr chatResponse
-	if err := json.Unmarshal(data, &cr); err != nil {
-		return c.unreadable(err, data)
-	}
-	if cr.Error != nil {
+	if cr.Error != nil { // an error object in a 200 reply, or a mid-stream error event
 		return c.classify(0, nil, cr.Error, "")
 	}
-	r.add(&cr)
-	r.done = true
+	r.add(cr)
 	return nil
-}
-
-// readStream adds up the chunks of a stream, which ends with "data: [DONE]".
-func (c *Client) readStream(call *httpx.Call, r *reply) error {
-	events := httpx.NewSSE(call.Stream())
-	for {
-		data, bare, err := events.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return call.Fail(err)
-		}
-		if bytes.Equal(data, []byte("[DONE]")) {
-			r.done = true
-			return nil
-		}
-		if len(data) == 0 {
-			continue
-		}
-		var cr chatResponse
-		if err := json.Unmarshal(data, &cr); err != nil {
-			if bare {
-				continue
-			}
-			return c.unreadable(err, data)
-		}
-		if cr.Error != nil { // a mid-stream error event
-			return c.classify(0, nil, cr.Error, "")
-		}
-		r.add(&cr)
-	}
-}
-
-// unreadable reports a 200 reply that is not the JSON the API sends: a proxy's page or a cut
-// reply, which trying again may fix.
-func (c *Client) unreadable(err error, data []byte) error {
-	return &llm.Error{Kind: llm.Unavailable, Provider: config.ProviderOpenAI, StatusCode: http.StatusOK,
-		Message: "reply is not valid JSON: " + httpx.Snippet(data, c.key.Reveal()), Err: err}
 }
 
 // result turns a complete reply into a Response, or into the error its outcome is.
@@ -243,7 +159,7 @@ func (c *Client) classify(status int, h http.Header, e *apiError, msg string) *l
 			}
 		}
 	}
-	out := &llm.Error{Provider: config.ProviderOpenAI, StatusCode: status, Message: httpx.Redact(msg, c.key.Reveal())}
+	out := &llm.Error{Provider: config.ProviderOpenAI, StatusCode: status, Message: httpx.Redact(msg, c.http.Key.Reveal())}
 	if status == 0 {
 		status = statusOf(code, typ)
 	}

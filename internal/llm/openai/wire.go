@@ -40,10 +40,7 @@ type usage struct {
 	CompletionTokens int `json:"completion_tokens"`
 }
 
-type errorBody struct {
-	Error *apiError `json:"error"`
-}
-
+// apiError is an error object, as an error reply holds it: {"error": apiError}.
 type apiError struct {
 	Message string          `json:"message"`
 	Type    string          `json:"type"`

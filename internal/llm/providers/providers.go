@@ -9,6 +9,7 @@ import (
 	"github.com/mhannotator/mha/internal/config"
 	"github.com/mhannotator/mha/internal/llm"
 	"github.com/mhannotator/mha/internal/llm/gemini"
+	"github.com/mhannotator/mha/internal/llm/httpx"
 	"github.com/mhannotator/mha/internal/llm/openai"
 )
 
@@ -18,37 +19,26 @@ import (
 // is not built here: it needs no configuration of this kind, and New returns an error for it.
 func New(a config.Annotator, g config.Global) (llm.Provider, error) {
 	temperature := g.Temperature
+	shared := httpx.Options{
+		BaseURL:           a.BaseURL,
+		APIKey:            a.APIKey,
+		Model:             a.ModelName,
+		Stream:            g.Stream,
+		RequestTimeout:    g.RequestTimeout,
+		StreamIdleTimeout: g.StreamIdleTimeout,
+		Temperature:       &temperature,
+		MaxOutputTokens:   g.MaxOutputTokens,
+		MaxConns:          g.MaxConcurrentActivities,
+	}
 	switch a.Provider {
 	case config.ProviderGemini:
-		c, err := gemini.New(gemini.Options{
-			BaseURL:           a.BaseURL,
-			APIKey:            a.APIKey,
-			Model:             a.ModelName,
-			Stream:            g.Stream,
-			RequestTimeout:    g.RequestTimeout,
-			StreamIdleTimeout: g.StreamIdleTimeout,
-			Temperature:       &temperature,
-			MaxOutputTokens:   g.MaxOutputTokens,
-			ThinkingBudget:    g.ThinkingBudget,
-			SafetyThreshold:   g.SafetyThreshold,
-			MaxConns:          g.MaxConcurrentActivities,
-		})
+		c, err := gemini.New(gemini.Options{Options: shared, ThinkingBudget: g.ThinkingBudget, SafetyThreshold: g.SafetyThreshold})
 		if err != nil { // returned apart, so a failed build is a nil Provider, not a nil *Client in one
 			return nil, err
 		}
 		return c, nil
 	case config.ProviderOpenAI:
-		c, err := openai.New(openai.Options{
-			BaseURL:           a.BaseURL,
-			APIKey:            a.APIKey,
-			Model:             a.ModelName,
-			Stream:            g.Stream,
-			RequestTimeout:    g.RequestTimeout,
-			StreamIdleTimeout: g.StreamIdleTimeout,
-			Temperature:       &temperature,
-			MaxOutputTokens:   g.MaxOutputTokens,
-			MaxConns:          g.MaxConcurrentActivities,
-		})
+		c, err := openai.New(shared)
 		if err != nil {
 			return nil, err
 		}

@@ -503,15 +503,40 @@ func TestStreamIdleTimeoutMayNotExceedTheRequestTimeout(t *testing.T) {
 	}
 }
 
+// globalCase sets some global fields and expects either one problem (want) or a Global
+// that passes check.
+type globalCase struct {
+	name   string
+	global map[string]string
+	check  func(Global) bool
+	want   string
+}
+
+func runGlobalCases(t *testing.T, cases []globalCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := Parse(settingsWith(t, c.global, oneAnnotator), nil, noEnv)
+			if c.want != "" {
+				if got := problemsOf(t, err); !reflect.DeepEqual(got, []string{c.want}) {
+					t.Errorf("problems = %q\nwant %q", got, c.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("want no error, got:\n%v", err)
+			}
+			if !c.check(cfg.Global) {
+				t.Errorf("unexpected global %+v", cfg.Global)
+			}
+		})
+	}
+}
+
 func TestGenerationSettingsAreChecked(t *testing.T) {
 	budget := func(n int) *int { return &n }
 	thresholds := `"BLOCK_NONE", "BLOCK_ONLY_HIGH", "BLOCK_MEDIUM_AND_ABOVE", "BLOCK_LOW_AND_ABOVE", "OFF", ""`
-	cases := []struct {
-		name   string
-		global map[string]string
-		check  func(Global) bool
-		want   string
-	}{
+	cases := []globalCase{
 		{"streaming is on by default", nil, func(g Global) bool { return g.Stream }, ""},
 		{"streaming can be turned off", map[string]string{"stream": "false"}, func(g Global) bool { return !g.Stream }, ""},
 		{"a stream flag in a string is rejected", map[string]string{"stream": `"no"`}, nil,
@@ -546,23 +571,7 @@ func TestGenerationSettingsAreChecked(t *testing.T) {
 		{"a fractional max_output_tokens is rejected", map[string]string{"max_output_tokens": "10.5"}, nil,
 			"global.max_output_tokens: expected an integer, got 10.5"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			cfg, err := Parse(settingsWith(t, c.global, oneAnnotator), nil, noEnv)
-			if c.want != "" {
-				if got := problemsOf(t, err); !reflect.DeepEqual(got, []string{c.want}) {
-					t.Errorf("problems = %q\nwant %q", got, c.want)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("want no error, got:\n%v", err)
-			}
-			if !c.check(cfg.Global) {
-				t.Errorf("unexpected global %+v", cfg.Global)
-			}
-		})
-	}
+	runGlobalCases(t, cases)
 }
 
 func TestUnknownFieldsAreRejectedWithTheirPath(t *testing.T) {
@@ -656,12 +665,7 @@ func TestMissingAnnotatorsSectionIsAProblem(t *testing.T) {
 }
 
 func TestExplicitZeroIsKeptAndMissingTakesTheDefault(t *testing.T) {
-	cases := []struct {
-		name   string
-		global map[string]string
-		check  func(Global) bool
-		want   string
-	}{
+	cases := []globalCase{
 		{"an explicit max_retries of 0 is kept", map[string]string{"max_retries": "0"},
 			func(g Global) bool { return g.MaxRetries == 0 }, ""},
 		{"a missing max_retries defaults to 3", nil,
@@ -679,23 +683,7 @@ func TestExplicitZeroIsKeptAndMissingTakesTheDefault(t *testing.T) {
 		{"an explicit empty dataset path is kept", map[string]string{"dataset_path": `""`},
 			func(g Global) bool { return g.DatasetPath == "" }, ""},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			cfg, err := Parse(settingsWith(t, c.global, oneAnnotator), nil, noEnv)
-			if c.want != "" {
-				if got := problemsOf(t, err); !reflect.DeepEqual(got, []string{c.want}) {
-					t.Errorf("problems = %q\nwant %q", got, c.want)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("want no error, got:\n%v", err)
-			}
-			if !c.check(cfg.Global) {
-				t.Errorf("unexpected global %+v", cfg.Global)
-			}
-		})
-	}
+	runGlobalCases(t, cases)
 }
 
 func TestMissingDomainsAndDomainFieldsMeanDisabledWithTargetZero(t *testing.T) {

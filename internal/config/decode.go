@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/mhannotator/mha/internal/clip"
+
 	"bytes"
 	"encoding/json"
 	"math"
@@ -9,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // object is one JSON object whose fields are taken by name. Decoding through raw values keeps
@@ -262,15 +263,7 @@ func display(raw json.RawMessage) string {
 		buf.Reset()
 		buf.Write(raw)
 	}
-	s := buf.String()
-	if len(s) <= limit {
-		return s
-	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
+	return clip.String(buf.String(), limit)
 }
 
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

@@ -1,12 +1,13 @@
 package httpx
 
 import (
+	"github.com/mhannotator/mha/internal/clip"
+
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // RetryAfterHeader reads the delay a reply asks for: Retry-After-Ms (milliseconds), else
@@ -49,15 +50,7 @@ func RetryInMessage(msg string) time.Duration {
 // hold: secret removed, whitespace collapsed, at most 200 bytes, valid UTF-8.
 func Snippet(body []byte, secret string) string {
 	const limit = 200
-	s := strings.Join(strings.Fields(strings.ToValidUTF8(Redact(string(body), secret), "?")), " ")
-	if len(s) <= limit {
-		return s
-	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
+	return clip.String(strings.Join(strings.Fields(strings.ToValidUTF8(Redact(string(body), secret), "?")), " "), limit)
 }
 
 // Redact removes secret from msg, so a provider or proxy that echoes the key back cannot put

@@ -1,8 +1,6 @@
 package config
 
 import (
-	"github.com/mhannotator/mha/internal/clip"
-
 	"bytes"
 	"encoding/json"
 	"math"
@@ -11,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/mhannotator/mha/internal/clip"
 )
 
 // object is one JSON object whose fields are taken by name. Decoding through raw values keeps

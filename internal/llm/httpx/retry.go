@@ -1,13 +1,13 @@
 package httpx
 
 import (
-	"github.com/mhannotator/mha/internal/clip"
-
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mhannotator/mha/internal/clip"
 )
 
 // RetryAfterHeader reads the delay a reply asks for: Retry-After-Ms (milliseconds), else

@@ -59,11 +59,21 @@ func (l QuotaLimits) zone() string {
 }
 
 // ReserveRequest asks for Count call slots for Requester (a run's workflow ID), each
-// expected to use about Tokens tokens.
+// expected to use about Tokens tokens. A worker that coalesces the requests of several runs
+// into one Update names each slot's requester in Requesters instead (Count = its length).
 type ReserveRequest struct {
-	Requester string
-	Count     int
-	Tokens    int
+	Requester  string
+	Requesters []string
+	Count      int
+	Tokens     int
+}
+
+// requester is who slot i is for.
+func (r ReserveRequest) requester(i int) string {
+	if i < len(r.Requesters) {
+		return r.Requesters[i]
+	}
+	return r.Requester
 }
 
 // Reservation answers a ReserveRequest at once: the times at which each granted call may
@@ -207,8 +217,10 @@ type quota struct {
 
 func (q *quota) validate(req ReserveRequest) error {
 	switch {
-	case req.Requester == "":
+	case req.Requester == "" && len(req.Requesters) == 0:
 		return errors.New("reserve: requester is empty")
+	case len(req.Requesters) > 0 && len(req.Requesters) != req.Count:
+		return fmt.Errorf("reserve: %d requesters for %d slots", len(req.Requesters), req.Count)
 	case req.Count <= 0:
 		return fmt.Errorf("reserve: count %d must be at least 1", req.Count)
 	case req.Count > q.st.Limits.RequestsPerMinute:
@@ -228,7 +240,7 @@ func (q *quota) reserve(now time.Time, req ReserveRequest) Reservation {
 	q.prune(now)
 	loc, _ := time.LoadLocation(q.st.Limits.zone()) // validated when the limits were set
 	var res Reservation
-	for range req.Count {
+	for i := range req.Count {
 		at := q.nextSlot(now, req.Tokens)
 		day := at.In(loc).Format(time.DateOnly)
 		if q.countOnDay(day, loc) >= q.st.Limits.RequestsPerDay {
@@ -237,16 +249,21 @@ func (q *quota) reserve(now time.Time, req ReserveRequest) Reservation {
 		}
 		q.st.Grants = append(q.st.Grants, Grant{At: at, Tokens: req.Tokens})
 		res.Slots = append(res.Slots, at)
-	}
-	if n := len(res.Slots); n > 0 {
-		s := q.st.Requesters[req.Requester]
-		s.Granted += n
-		s.LastGrant = res.Slots[n-1]
-		if _, known := q.st.Requesters[req.Requester]; known || len(q.st.Requesters) < maxRequesterStats {
-			q.st.Requesters[req.Requester] = s
-		}
+		q.count(req.requester(i), at)
 	}
 	return res
+}
+
+// count adds a grant to a requester's stats; past maxRequesterStats names, new ones are not
+// tracked, so a flood of requesters cannot grow the state without bound.
+func (q *quota) count(requester string, at time.Time) {
+	s, known := q.st.Requesters[requester]
+	if !known && len(q.st.Requesters) >= maxRequesterStats {
+		return
+	}
+	s.Granted++
+	s.LastGrant = at
+	q.st.Requesters[requester] = s
 }
 
 // nextSlot is the earliest start time, no earlier than the last grant, that keeps the

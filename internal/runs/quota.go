@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -17,10 +18,29 @@ import (
 // QuotaClient talks to the quota workflows: the annotate activity reserves call slots and
 // reports 429s through it, and people read pool state. A pool's workflow starts with its first
 // reservation (update-with-start), so nobody starts it by hand.
+//
+// The server takes only a few Updates in flight per workflow, so a worker's concurrent
+// reservations for one pool are coalesced: at most one reserve Update per pool is in flight
+// from this client, asking for the slots of everyone who queued meanwhile, in arrival order.
 type QuotaClient struct {
 	Client    client.Client
 	TaskQueue string
 	Limits    workflows.QuotaLimits // for pools that do not exist yet
+
+	mu    sync.Mutex
+	queue map[string][]*ticket // by pool; a pool is in the map while its Update is in flight
+}
+
+// ticket is one queued reservation.
+type ticket struct {
+	requester string
+	tokens    int
+	done      chan reserved
+}
+
+type reserved struct {
+	start, exhaustedUntil time.Time
+	err                   error
 }
 
 // LimitsFrom reads a pool's limits from the config.
@@ -32,6 +52,84 @@ func LimitsFrom(g config.Global) workflows.QuotaLimits {
 // Reserve asks pool for one call slot. It returns the time the call may start, or a non-zero
 // exhaustedUntil when the day's budget is spent.
 func (q *QuotaClient) Reserve(ctx context.Context, pool, requester string, tokens int) (start, exhaustedUntil time.Time, err error) {
+	t := &ticket{requester: requester, tokens: tokens, done: make(chan reserved, 1)}
+	q.mu.Lock()
+	if q.queue == nil {
+		q.queue = map[string][]*ticket{}
+	}
+	waiting, busy := q.queue[pool]
+	q.queue[pool] = append(waiting, t)
+	q.mu.Unlock()
+	if !busy {
+		go q.serve(pool)
+	}
+	select {
+	case r := <-t.done:
+		return r.start, r.exhaustedUntil, r.err
+	case <-ctx.Done():
+		return time.Time{}, time.Time{}, ctx.Err() // the slot, if granted, goes unused
+	}
+}
+
+// serve sends the pool's queued tickets, a batch per Update, until the queue is empty.
+func (q *QuotaClient) serve(pool string) {
+	for {
+		q.mu.Lock()
+		batch := q.queue[pool]
+		if len(batch) == 0 {
+			delete(q.queue, pool)
+			q.mu.Unlock()
+			return
+		}
+		// The workflow refuses more slots per Update than its per-minute limit.
+		batch = batch[:min(len(batch), max(1, q.Limits.RequestsPerMinute))]
+		q.queue[pool] = q.queue[pool][len(batch):]
+		q.mu.Unlock()
+
+		req := workflows.ReserveRequest{Count: len(batch)}
+		for _, t := range batch {
+			req.Requesters = append(req.Requesters, t.requester)
+			req.Tokens = max(req.Tokens, t.tokens)
+		}
+		res, err := q.update(pool, req)
+		for i, t := range batch {
+			switch {
+			case err != nil:
+				t.done <- reserved{err: err}
+			case i < len(res.Slots):
+				t.done <- reserved{start: res.Slots[i]}
+			default:
+				t.done <- reserved{exhaustedUntil: res.ExhaustedUntil}
+			}
+		}
+	}
+}
+
+// reserveTimeout bounds one reserve Update, retries included.
+const reserveTimeout = time.Minute
+
+// update sends one reserve Update, starting the pool's workflow if needed. The server can
+// refuse or abort an Update while the workflow is busy (its task failed, it is continuing as
+// new); those are retried here, so a run's batch does not fail for them.
+func (q *QuotaClient) update(pool string, req workflows.ReserveRequest) (workflows.Reservation, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), reserveTimeout)
+	defer cancel()
+	backoff := 100 * time.Millisecond
+	for {
+		res, err := q.updateOnce(ctx, pool, req)
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (q *QuotaClient) updateOnce(ctx context.Context, pool string, req workflows.ReserveRequest) (workflows.Reservation, error) {
 	op := q.Client.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
 		ID:                       workflows.QuotaID(pool),
 		TaskQueue:                q.TaskQueue,
@@ -42,21 +140,27 @@ func (q *QuotaClient) Reserve(ctx context.Context, pool, requester string, token
 		StartWorkflowOperation: op,
 		UpdateOptions: client.UpdateWorkflowOptions{
 			UpdateName:   workflows.UpdateReserve,
-			Args:         []any{workflows.ReserveRequest{Requester: requester, Count: 1, Tokens: tokens}},
+			Args:         []any{req},
 			WaitForStage: client.WorkflowUpdateStageCompleted,
 		},
 	})
-	if err != nil {
-		return time.Time{}, time.Time{}, fmt.Errorf("reserve quota of pool %s: %w", pool, err)
-	}
 	var res workflows.Reservation
-	if err := h.Get(ctx, &res); err != nil {
-		return time.Time{}, time.Time{}, fmt.Errorf("reserve quota of pool %s: %w", pool, err)
+	if err == nil {
+		err = h.Get(ctx, &res)
 	}
-	if len(res.Slots) == 0 {
-		return time.Time{}, res.ExhaustedUntil, nil
+	if err != nil {
+		return res, fmt.Errorf("reserve quota of pool %s: %w", pool, err)
 	}
-	return res.Slots[0], time.Time{}, nil
+	return res, nil
+}
+
+// transient reports whether the server turned an Update away for now.
+func transient(err error) bool {
+	var exhausted *serviceerror.ResourceExhausted
+	var unavailable *serviceerror.Unavailable
+	var aborted *serviceerror.Aborted
+	var multi *serviceerror.MultiOperationExecution
+	return errors.As(err, &exhausted) || errors.As(err, &unavailable) || errors.As(err, &aborted) || errors.As(err, &multi)
 }
 
 // Penalize reports a provider's 429: the pool grants nothing until until.

@@ -235,16 +235,7 @@ func TestEveryGlobalBoundIsAcceptedAndEveryValueJustOutsideIsRejected(t *testing
 					global["request_timeout_seconds"] = "3599.9"
 					c.want = "global.stream_idle_timeout_seconds: 3600 must not exceed global.request_timeout_seconds (3599.9)"
 				}
-				_, err := Parse(settingsWith(t, global, oneAnnotator), nil, noEnv)
-				if c.want == "" {
-					if err != nil {
-						t.Fatalf("want no error, got:\n%v", err)
-					}
-					return
-				}
-				if got := problemsOf(t, err); !reflect.DeepEqual(got, []string{c.want}) {
-					t.Errorf("problems = %q\nwant %q", got, c.want)
-				}
+				parseExpecting(t, global, c.want)
 			})
 		}
 	}
@@ -447,16 +438,7 @@ func TestRequestTimeoutMustBeBelowHeartbeatTimeout(t *testing.T) {
 			if c.request != "" {
 				global["request_timeout_seconds"] = c.request
 			}
-			_, err := Parse(settingsWith(t, global, oneAnnotator), nil, noEnv)
-			if c.want == "" {
-				if err != nil {
-					t.Fatalf("want no error, got:\n%v", err)
-				}
-				return
-			}
-			if got := problemsOf(t, err); !reflect.DeepEqual(got, []string{c.want}) {
-				t.Errorf("problems = %q\nwant %q", got, c.want)
-			}
+			parseExpecting(t, global, c.want)
 		})
 	}
 }
@@ -512,21 +494,28 @@ type globalCase struct {
 	want   string
 }
 
+// parseExpecting parses a config with these global fields and one annotator and checks that
+// it yields exactly the problem want, or none when want is "" (then it returns the config).
+func parseExpecting(t *testing.T, global map[string]string, want string) *Config {
+	t.Helper()
+	cfg, err := Parse(settingsWith(t, global, oneAnnotator), nil, noEnv)
+	if want != "" {
+		if got := problemsOf(t, err); !reflect.DeepEqual(got, []string{want}) {
+			t.Errorf("problems = %q\nwant %q", got, want)
+		}
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("want no error, got:\n%v", err)
+	}
+	return cfg
+}
+
 func runGlobalCases(t *testing.T, cases []globalCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cfg, err := Parse(settingsWith(t, c.global, oneAnnotator), nil, noEnv)
-			if c.want != "" {
-				if got := problemsOf(t, err); !reflect.DeepEqual(got, []string{c.want}) {
-					t.Errorf("problems = %q\nwant %q", got, c.want)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("want no error, got:\n%v", err)
-			}
-			if !c.check(cfg.Global) {
+			if cfg := parseExpecting(t, c.global, c.want); cfg != nil && !c.check(cfg.Global) {
 				t.Errorf("unexpected global %+v", cfg.Global)
 			}
 		})

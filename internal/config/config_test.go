@@ -563,13 +563,28 @@ func TestGenerationSettingsAreChecked(t *testing.T) {
 	runGlobalCases(t, cases)
 }
 
+// rejectCase is a settings file that must yield exactly the one problem want.
+type rejectCase struct {
+	name     string
+	settings string
+	want     string
+}
+
+func runRejectCases(t *testing.T, cases []rejectCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name+" is rejected", func(t *testing.T) {
+			_, err := Parse([]byte(c.settings), nil, noEnv)
+			if got := problemsOf(t, err); !reflect.DeepEqual(got, []string{c.want}) {
+				t.Errorf("problems = %q\nwant %q", got, c.want)
+			}
+		})
+	}
+}
+
 func TestUnknownFieldsAreRejectedWithTheirPath(t *testing.T) {
 	domainsAndFields := "urgency, therapeutic, intensity, adjunct, modality, redressal, quota_pool, model_name, provider, base_url"
-	cases := []struct {
-		name     string
-		settings string
-		want     string
-	}{
+	cases := []rejectCase{
 		{"an unknown top-level key", `{"annotators": {}, "globals": {}}`,
 			"globals: unknown field (allowed: global, annotators)"},
 		{"an unknown global key", `{"global": {"batchsize": 5}, "annotators": {}}`,
@@ -583,22 +598,11 @@ func TestUnknownFieldsAreRejectedWithTheirPath(t *testing.T) {
 		{"a key with a newline is quoted so the message stays on one line", `{"annotators": {}, "a\nb": 1}`,
 			`"a\nb": unknown field (allowed: global, annotators)`},
 	}
-	for _, c := range cases {
-		t.Run(c.name+" is rejected", func(t *testing.T) {
-			_, err := Parse([]byte(c.settings), nil, noEnv)
-			if got := problemsOf(t, err); !reflect.DeepEqual(got, []string{c.want}) {
-				t.Errorf("problems = %q\nwant %q", got, c.want)
-			}
-		})
-	}
+	runRejectCases(t, cases)
 }
 
 func TestWrongTypesAreRejectedWithPathAndExpectedType(t *testing.T) {
-	cases := []struct {
-		name     string
-		settings string
-		want     string
-	}{
+	cases := []rejectCase{
 		{"a fractional target count", `{"annotators": {"1": {"urgency": {"enabled": true, "target_count": 2.5}}}}`,
 			"annotators.1.urgency.target_count: expected an integer, got 2.5"},
 		{"a target count in a string", `{"annotators": {"1": {"urgency": {"enabled": true, "target_count": "10"}}}}`,
@@ -628,14 +632,7 @@ func TestWrongTypesAreRejectedWithPathAndExpectedType(t *testing.T) {
 		{"a long wrong value, which is cut short", `{"global": {"model_name": ["` + strings.Repeat("x", 100) + `"]}, "annotators": {}}`,
 			`global.model_name: expected a string, got ["` + strings.Repeat("x", 58) + "…"},
 	}
-	for _, c := range cases {
-		t.Run(c.name+" is rejected", func(t *testing.T) {
-			_, err := Parse([]byte(c.settings), nil, noEnv)
-			if got := problemsOf(t, err); !reflect.DeepEqual(got, []string{c.want}) {
-				t.Errorf("problems = %q\nwant %q", got, c.want)
-			}
-		})
-	}
+	runRejectCases(t, cases)
 }
 
 func TestIntegralNumbersWrittenAsDecimalsAreIntegers(t *testing.T) {

@@ -192,11 +192,7 @@ func TestGeminiValidatesRequests(t *testing.T) {
 }
 
 func TestGeminiFaults(t *testing.T) {
-	cases := []struct {
-		fault  Fault
-		status int
-		check  func(t *testing.T, body map[string]any)
-	}{
+	cases := []faultCase{
 		{Fault{Kind: ServerError}, 500, errorStatus("INTERNAL")},
 		{Fault{Kind: ServerError, Status: 502}, 502, errorStatus("UNAVAILABLE")},
 		{Fault{Kind: ServerError, Status: 504}, 504, errorStatus("DEADLINE_EXCEEDED")},
@@ -273,24 +269,7 @@ func TestGeminiFaults(t *testing.T) {
 			}
 		}},
 	}
-	for _, tc := range cases {
-		t.Run(string(tc.fault.Kind), func(t *testing.T) {
-			s := start(t, Options{})
-			tc.fault.Times = 1
-			s.Inject(tc.fault)
-			res := gemini(t, s, key1, plainText)
-			if res.status != tc.status {
-				t.Fatalf("status %d, want %d: %s", res.status, tc.status, res.raw)
-			}
-			tc.check(t, res.json(t))
-			if res := gemini(t, s, key1, plainText); res.status != 200 {
-				t.Errorf("the fault outlived Times: 1: status %d", res.status)
-			}
-			if ks := s.Stats().ByKey[key1]; ks.Faulted != 1 || ks.Accepted != 1 {
-				t.Errorf("key stats = %+v", ks)
-			}
-		})
-	}
+	runFaultCases(t, cases, gemini)
 }
 
 func errorStatus(status string) func(t *testing.T, body map[string]any) {

@@ -290,3 +290,34 @@ func streamOpen(t *testing.T, ctx context.Context, req *http.Request) *http.Resp
 	t.Cleanup(func() { resp.Body.Close() })
 	return resp
 }
+
+// faultCase injects fault once and expects the answer's status, checked by check.
+type faultCase struct {
+	fault  Fault
+	status int
+	check  func(t *testing.T, body map[string]any)
+}
+
+// runFaultCases runs each case through call (one wire format): the fault answers one request,
+// the next is accepted, and the key's stats count one of each.
+func runFaultCases(t *testing.T, cases []faultCase, call func(t *testing.T, s *Server, key, prompt string) result) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(string(tc.fault.Kind), func(t *testing.T) {
+			s := start(t, Options{})
+			tc.fault.Times = 1
+			s.Inject(tc.fault)
+			res := call(t, s, key1, plainText)
+			if res.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", res.status, tc.status, res.raw)
+			}
+			tc.check(t, res.json(t))
+			if res := call(t, s, key1, plainText); res.status != 200 {
+				t.Errorf("the fault outlived Times: 1: status %d", res.status)
+			}
+			if ks := s.Stats().ByKey[key1]; ks.Faulted != 1 || ks.Accepted != 1 {
+				t.Errorf("key stats = %+v", ks)
+			}
+		})
+	}
+}

@@ -184,11 +184,7 @@ func TestOpenAIFaults(t *testing.T) {
 			}
 		}
 	}
-	cases := []struct {
-		fault  Fault
-		status int
-		check  func(t *testing.T, body map[string]any)
-	}{
+	cases := []faultCase{
 		{Fault{Kind: ServerError}, 500, errType("server_error", "")},
 		{Fault{Kind: ServerError, Status: 502}, 502, errType("server_error", "")},
 		{Fault{Kind: Overloaded}, 503, func(t *testing.T, body map[string]any) {
@@ -226,24 +222,7 @@ func TestOpenAIFaults(t *testing.T) {
 		{Fault{Kind: InvalidKeyFault}, 401, errType("invalid_request_error", "invalid_api_key")},
 		{Fault{Kind: ModelNotFound}, 404, errType("invalid_request_error", "model_not_found")},
 	}
-	for _, tc := range cases {
-		t.Run(string(tc.fault.Kind), func(t *testing.T) {
-			s := start(t, Options{})
-			tc.fault.Times = 1
-			s.Inject(tc.fault)
-			res := openai(t, s, key1, plainText)
-			if res.status != tc.status {
-				t.Fatalf("status %d, want %d: %s", res.status, tc.status, res.raw)
-			}
-			tc.check(t, res.json(t))
-			if res := openai(t, s, key1, plainText); res.status != 200 {
-				t.Errorf("the fault outlived Times: 1: status %d", res.status)
-			}
-			if ks := s.Stats().ByKey[key1]; ks.Faulted != 1 || ks.Accepted != 1 {
-				t.Errorf("key stats = %+v", ks)
-			}
-		})
-	}
+	runFaultCases(t, cases, openai)
 }
 
 func TestOpenAIStreamsEmptyAnswers(t *testing.T) {

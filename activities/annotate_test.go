@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/mhannotator/mha/internal/config"
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/labels"
 	"github.com/mhannotator/mha/internal/llm"
 	"github.com/mhannotator/mha/internal/prompts"
@@ -86,21 +87,21 @@ func newFixture(t *testing.T, n int) *fixture {
 	f.env.RegisterActivity(f.acts.AnnotateBatch)
 	f.env.RegisterActivity(f.acts.Progress)
 	f.env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
-		var pos int
-		if details.Get(&pos) == nil {
-			f.beats = append(f.beats, pos)
+		var cp checkpoint
+		if details.Get(&cp) == nil {
+			f.beats = append(f.beats, cp.Last)
 		}
 	})
 	return f
 }
 
-func (f *fixture) batch(t *testing.T, from, count int) (BatchResult, error) {
+func (f *fixture) batch(t *testing.T, from, count int) (contract.BatchResult, error) {
 	t.Helper()
-	v, err := f.env.ExecuteActivity(f.acts.AnnotateBatch, BatchInput{Annotator: "1", Domain: labels.Urgency, From: from, Count: count, Target: 100})
+	v, err := f.env.ExecuteActivity(f.acts.AnnotateBatch, contract.BatchInput{Annotator: "1", Domain: labels.Urgency, From: from, Count: count, Target: 100})
 	if err != nil {
-		return BatchResult{}, err
+		return contract.BatchResult{}, err
 	}
-	var res BatchResult
+	var res contract.BatchResult
 	if err := v.Get(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -132,9 +133,10 @@ func TestBatchStoresEachSampleAndHeartbeatsItsPosition(t *testing.T) {
 	if res.Next != 5 || res.Stored != 5 || res.Counts.OK != 5 || res.DatasetSize != 5 {
 		t.Fatalf("result = %+v, want 5 stored", res)
 	}
-	// The SDK throttles heartbeats, so only the first of the five reaches the server at once.
-	if len(f.beats) == 0 || f.beats[0] != 0 {
-		t.Fatalf("heartbeats = %v, want the first at position 0", f.beats)
+	// Without a server, the SDK's heartbeats carry the checkpoint (throttled: the first
+	// reaches the server at once, before any sample is stored).
+	if len(f.beats) == 0 || f.beats[0] != -1 {
+		t.Fatalf("heartbeats = %v, want the first at position -1", f.beats)
 	}
 	a := f.annotation(t, "SC")
 	tmpl, _ := prompts.Builtin(labels.Urgency)
@@ -152,7 +154,7 @@ func TestBatchSkipsStoredSamplesAndResumesFromHeartbeatDetails(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := f.prov.calls()
-	f.env.SetHeartbeatDetails(3) // a previous attempt stored up to position 3
+	f.env.SetHeartbeatDetails(checkpoint{Last: 3}) // a previous attempt stored up to position 3
 	res, err := f.batch(t, 0, 6)
 	if err != nil {
 		t.Fatal(err)
@@ -210,11 +212,9 @@ func TestProviderFailuresEndTheBatchWithTheirClass(t *testing.T) {
 		errType   string
 		retryable bool
 	}{
-		{"an invalid key fails the run at once", &llm.Error{Kind: llm.InvalidKey, Provider: "fake", StatusCode: 401}, ErrInvalidKey, false},
-		{"no quota is a config error", &llm.Error{Kind: llm.NoQuota, Provider: "fake"}, ErrBadConfig, false},
-		{"an unknown model is a config error", &llm.Error{Kind: llm.ModelNotFound, Provider: "fake"}, ErrBadConfig, false},
-		{"the daily quota waits durably", &llm.Error{Kind: llm.DailyQuota, Provider: "fake", ResetAt: time.Now().Add(time.Hour)}, ErrDailyQuota, false},
-		{"an overloaded provider is retried", &llm.Error{Kind: llm.Unavailable, Provider: "fake", StatusCode: 503}, string(llm.Unavailable), true},
+		{"an invalid key fails the run at once", &llm.Error{Kind: llm.InvalidKey, Provider: "fake", StatusCode: 401}, contract.ErrInvalidKey, false},
+		{"no quota is a config error", &llm.Error{Kind: llm.NoQuota, Provider: "fake"}, contract.ErrBadConfig, false},
+		{"an unknown model is a config error", &llm.Error{Kind: llm.ModelNotFound, Provider: "fake"}, contract.ErrBadConfig, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -230,6 +230,82 @@ func TestProviderFailuresEndTheBatchWithTheirClass(t *testing.T) {
 	}
 }
 
+func TestWaitsEndTheBatchEarlyForADurableTimer(t *testing.T) {
+	reset := time.Now().Add(time.Hour).Truncate(time.Second)
+	cases := []struct {
+		name   string
+		err    error
+		status string
+		until  time.Time
+	}{
+		{"the daily quota waits until its reset", &llm.Error{Kind: llm.DailyQuota, Provider: "fake", ResetAt: reset}, contract.StatusWaitingQuota, reset},
+		{"an overloaded provider is retried with back-off", &llm.Error{Kind: llm.Unavailable, Provider: "fake", StatusCode: 503}, contract.StatusWaitingRetry, time.Time{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, 3)
+			// Sample A is stored; B then fails three times: in place twice, then the batch ends.
+			f.prov.replies = []any{"<<LEVEL_2>>", tc.err, tc.err, tc.err}
+			res, err := f.batch(t, 0, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Wait == nil || res.Wait.Status != tc.status || !res.Wait.Until.Equal(tc.until) || res.Next != 1 || res.Stored != 1 || res.Counts.OK != 1 {
+				t.Fatalf("result = %+v wait %+v; want a %s wait from position 1 with A stored", res, res.Wait, tc.status)
+			}
+		})
+	}
+}
+
+func TestTheSameErrorOnConsecutiveSamplesFailsTheRunNotTheDataset(t *testing.T) {
+	f := newFixture(t, 8)
+	bad := &llm.Error{Kind: llm.BadRequest, Provider: "fake", StatusCode: 400, Message: "Unsupported parameter: 'max_tokens'"}
+	f.prov.replies = []any{"<<LEVEL_1>>", bad, bad, bad, bad, bad, bad, bad}
+	_, err := f.batch(t, 0, 8)
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || app.Type() != contract.ErrSystematic || !app.NonRetryable() || !strings.Contains(app.Message(), "max_tokens") {
+		t.Fatalf("error = %v, want a non-retryable systematic error naming the cause", err)
+	}
+	// Five error rows (the default max_consecutive_errors) stay visible; nothing after them.
+	if calls := f.prov.calls(); calls != 6 {
+		t.Fatalf("%d calls, want 1 ok + 5 failing", calls)
+	}
+	if e := f.annotation(t, "SF"); e.Status != store.StatusError {
+		t.Fatalf("sample F = %+v, want its error row kept", e)
+	}
+}
+
+func TestAStreakCarriesAcrossBatchesAndAGoodSampleEndsIt(t *testing.T) {
+	f := newFixture(t, 6)
+	bad := &llm.Error{Kind: llm.BadRequest, Provider: "fake", StatusCode: 400, Message: "too long"}
+	f.prov.replies = []any{bad, bad, bad}
+	res, err := f.batch(t, 0, 3)
+	if err != nil || res.Carry.StreakCount != 3 {
+		t.Fatalf("first batch: %+v, %v; want a streak of 3 carried", res.Carry, err)
+	}
+	f.prov.replies = []any{"<<LEVEL_0>>", bad, bad}
+	v, err := f.env.ExecuteActivity(f.acts.AnnotateBatch, contract.BatchInput{Annotator: "1", Domain: labels.Urgency, From: 3, Count: 3, Target: 100, Carry: res.Carry})
+	if err != nil {
+		t.Fatalf("second batch failed: %v (a good sample should have ended the streak)", err)
+	}
+	var res2 contract.BatchResult
+	if err := v.Get(&res2); err != nil || res2.Carry.StreakCount != 2 {
+		t.Fatalf("second batch carry %+v, %v; want a new streak of 2", res2.Carry, err)
+	}
+}
+
+func TestAReaskCountSurvivesARetriedAttempt(t *testing.T) {
+	f := newFixture(t, 1)
+	f.prov.replies = []any{"no tag"} // max_retries is 2: one re-ask left after the two spent before
+	f.env.SetHeartbeatDetails(checkpoint{Last: -1, Carry: contract.Carry{ReaskSample: "SA", Reasks: 2}})
+	if _, err := f.batch(t, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if a := f.annotation(t, "SA"); a.Status != store.StatusMalformed || f.prov.calls() != 1 || a.Attempt != 3 {
+		t.Fatalf("sample A = %+v after %d calls; want malformed after the one re-ask left", a, f.prov.calls())
+	}
+}
+
 func TestATransientFailureIsRetriedInPlace(t *testing.T) {
 	f := newFixture(t, 2)
 	f.prov.replies = []any{&llm.Error{Kind: llm.Unavailable, Provider: "fake", StatusCode: 503}}
@@ -239,7 +315,7 @@ func TestATransientFailureIsRetriedInPlace(t *testing.T) {
 	}
 }
 
-func TestRateLimitIsWaitedOutInsideTheBatch(t *testing.T) {
+func TestAShortRateLimitIsWaitedOutInsideTheBatch(t *testing.T) {
 	f := newFixture(t, 2)
 	f.prov.replies = []any{&llm.Error{Kind: llm.RateLimited, Provider: "fake", RetryAfter: 50 * time.Millisecond}}
 	res, err := f.batch(t, 0, 2)
@@ -262,7 +338,7 @@ func TestBrokenPromptOverrideFailsWithoutRetry(t *testing.T) {
 	}
 	_, err := f.batch(t, 0, 1)
 	var app *temporal.ApplicationError
-	if !errors.As(err, &app) || app.Type() != ErrPromptMissing || !app.NonRetryable() || f.prov.calls() != 0 {
+	if !errors.As(err, &app) || app.Type() != contract.ErrPromptMissing || !app.NonRetryable() || f.prov.calls() != 0 {
 		t.Fatalf("error = %v after %d calls, want a non-retryable PromptMissing before any call", err, f.prov.calls())
 	}
 }
@@ -272,11 +348,11 @@ func TestProgressFindsTheFirstGap(t *testing.T) {
 	if _, err := f.batch(t, 0, 3); err != nil {
 		t.Fatal(err)
 	}
-	v, err := f.env.ExecuteActivity(f.acts.Progress, ProgressInput{Annotator: "1", Domain: labels.Urgency, Target: 5})
+	v, err := f.env.ExecuteActivity(f.acts.Progress, contract.ProgressInput{Annotator: "1", Domain: labels.Urgency, Target: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p ProgressResult
+	var p contract.ProgressResult
 	if err := v.Get(&p); err != nil {
 		t.Fatal(err)
 	}

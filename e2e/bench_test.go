@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/labels"
 	"github.com/mhannotator/mha/internal/llm"
 	"github.com/mhannotator/mha/internal/llm/offline"
 	"github.com/mhannotator/mha/internal/prompts"
 	"github.com/mhannotator/mha/internal/runs"
 	"github.com/mhannotator/mha/internal/store"
-	"github.com/mhannotator/mha/workflows"
 )
 
 // benchSamples is N, the samples each of the 30 runs annotates.
@@ -55,7 +55,7 @@ func benchOnce(b *testing.B, batch int) {
 		}
 	}
 	for _, p := range pairs {
-		s.waitStatus(p, workflows.StatusCompleted, 10*time.Minute)
+		s.waitStatus(p, contract.StatusCompleted, 10*time.Minute)
 	}
 	elapsed := time.Since(start)
 	total := len(pairs) * benchSamples

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/labels"
 	"github.com/mhannotator/mha/internal/llm/fake"
 	"github.com/mhannotator/mha/internal/runs"
 	"github.com/mhannotator/mha/internal/store"
-	"github.com/mhannotator/mha/workflows"
 )
 
 // These tests run the real worker against the fake provider (Gemini wire format, streamed)
@@ -75,7 +75,7 @@ func (s *stack) runToCompletion(ps ...runs.Pair) {
 		s.t.Fatalf("start exited %d: %s", code, out)
 	}
 	for _, p := range ps {
-		st := s.waitStatus(p, workflows.StatusCompleted, 2*time.Minute)
+		st := s.waitStatus(p, contract.StatusCompleted, 2*time.Minute)
 		if n := s.stored(p); st.Completed != st.Target || n != st.Target {
 			s.t.Fatalf("%s: status %+v, store %d; want exactly the target", p.ID(), st, n)
 		}
@@ -98,8 +98,9 @@ func TestHungCallsAreCutAndTheRunCompletes(t *testing.T) {
 	if st.Duplicates != 0 || st.Requests != 20+3 {
 		t.Fatalf("fake saw %d requests (%d duplicates); want 20 answered + the 3 that hung", st.Requests, st.Duplicates)
 	}
-	if gap > 5*time.Second {
-		t.Fatalf("a hang cost %s; want about the request timeout (2s) plus one retry backoff", gap)
+	// Cut by the request deadline and asked again in place: within 1.2 heartbeat timeouts.
+	if gap > 3600*time.Millisecond {
+		t.Fatalf("a hang cost %s; want at most 1.2 × the 3 s heartbeat timeout", gap)
 	}
 }
 
@@ -126,7 +127,7 @@ func TestInvalidKeyFailsAtOnceAndAFixedKeyCompletesAfterReset(t *testing.T) {
 	if out, code := s.starter("start", "--all"); code != 0 {
 		t.Fatalf("start exited %d: %s", code, out)
 	}
-	st := s.waitStatus(p, workflows.StatusFailed, time.Minute)
+	st := s.waitStatus(p, contract.StatusFailed, time.Minute)
 	if !strings.Contains(st.LastError, "API key") || !strings.Contains(st.LastError, "invalid_key") || strings.Contains(st.LastError, "wrong-key") {
 		t.Fatalf("failed status says %q; want the invalid-key error, without the key", st.LastError)
 	}
@@ -137,7 +138,7 @@ func TestInvalidKeyFailsAtOnceAndAFixedKeyCompletesAfterReset(t *testing.T) {
 	if out, code := s.starter("reset", "--annotator", "nk"); code != 0 {
 		t.Fatalf("reset exited %d: %s", code, out)
 	}
-	st = s.waitStatus(p, workflows.StatusCompleted, time.Minute)
+	st = s.waitStatus(p, contract.StatusCompleted, time.Minute)
 	if st.Completed != 10 || s.stored(p) != 10 {
 		t.Fatalf("after the fix: status %+v, store %d", st, s.stored(p))
 	}
@@ -288,7 +289,7 @@ func TestSilentlyDroppedKeepAliveCostsAtMostOneRequestDeadline(t *testing.T) {
 	if out, code := s.starter("pause", "--annotator", "nx"); code != 0 {
 		t.Fatalf("pause exited %d: %s", code, out)
 	}
-	s.waitStatus(p, workflows.StatusPaused, 30*time.Second)
+	s.waitStatus(p, contract.StatusPaused, 30*time.Second)
 	before := s.stored(p)
 	if before >= 12 {
 		t.Fatal("the run finished before it was paused; the test proves nothing")
@@ -306,7 +307,7 @@ func TestSilentlyDroppedKeepAliveCostsAtMostOneRequestDeadline(t *testing.T) {
 	if cost > 4500*time.Millisecond {
 		t.Fatalf("the dropped connection cost %s; want at most about one request deadline", cost)
 	}
-	s.waitStatus(p, workflows.StatusCompleted, time.Minute)
+	s.waitStatus(p, contract.StatusCompleted, time.Minute)
 	if st := f.Stats(); st.Duplicates != 0 || s.stored(p) != 12 {
 		t.Fatalf("store %d, fake duplicates %d; want 12 and none", s.stored(p), st.Duplicates)
 	}
@@ -340,5 +341,5 @@ func TestSixRunsOnOnePoolFinishWithoutA429(t *testing.T) {
 	if elapsed < 60*time.Second {
 		t.Fatalf("90 calls at 60/min took only %s: the limit was not applied", elapsed)
 	}
-	replay(t, workflows.QuotaID("proj"))
+	replay(t, contract.QuotaID("proj"))
 }

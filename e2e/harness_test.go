@@ -21,15 +21,16 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/mhannotator/mha/internal/config"
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/labels"
 	"github.com/mhannotator/mha/internal/runs"
 	"github.com/mhannotator/mha/internal/store"
-	"github.com/mhannotator/mha/workflows"
 )
 
 var (
-	server *testsuite.DevServer
-	binDir string // the worker and starter binaries built for this run
+	server  *testsuite.DevServer
+	binDir  string // the worker and starter binaries built for this run
+	cliPath string // the temporal CLI
 )
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
@@ -39,6 +40,7 @@ func runMain(m *testing.M) int {
 	if cli == "" {
 		cli = "../bin/temporal"
 	}
+	cliPath = cli
 	if _, err := os.Stat(cli); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: no temporal CLI at %s (run `make temporal`, or set TEMPORAL_CLI): %v\n", cli, err)
 		return 1
@@ -56,8 +58,8 @@ func runMain(m *testing.M) int {
 			return 1
 		}
 	}
-	attrs := make([]temporal.SearchAttributeUpdate, 0, len(workflows.SearchAttributeKeys))
-	for _, k := range workflows.SearchAttributeKeys {
+	attrs := make([]temporal.SearchAttributeUpdate, 0, len(contract.SearchAttributeKeys))
+	for _, k := range contract.SearchAttributeKeys {
 		attrs = append(attrs, k.ValueSet(""))
 	}
 	quiet := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
@@ -85,6 +87,9 @@ type stack struct {
 	cfg       *config.Config
 	store     store.Store
 	ctl       *runs.Controller
+	global    map[string]any // settings.json's global section
+	runSpecs  map[string]map[labels.Domain]int
+	extra     map[string]map[string]any
 }
 
 var queues atomic.Int64
@@ -104,29 +109,16 @@ func newStackWith(t testing.TB, global map[string]any, runSpecs map[string]map[l
 	dir := t.TempDir()
 	s := &stack{t: t, dir: dir, cfgDir: filepath.Join(dir, "config"), db: filepath.Join(dir, "mha.db"),
 		taskQueue: fmt.Sprintf("e2e-%s-%d", t.Name(), queues.Add(1))}
-	g := map[string]any{"provider": "offline", "batch_size": 5, "heartbeat_timeout_seconds": 5, "request_timeout_seconds": 4,
+	s.global = map[string]any{"provider": "offline", "batch_size": 5, "heartbeat_timeout_seconds": 5, "request_timeout_seconds": 4,
 		"max_restart_attempts": 5}
 	for k, v := range global {
-		g[k] = v
+		s.global[k] = v
 	}
-	annotators := map[string]any{}
-	for id, domains := range runSpecs {
-		a := map[string]any{}
-		for k, v := range extra[id] {
-			a[k] = v
-		}
-		for d, target := range domains {
-			a[string(d)] = map[string]any{"enabled": true, "target_count": target}
-		}
-		annotators[id] = a
-	}
-	b, _ := json.MarshalIndent(map[string]any{"global": g, "annotators": annotators}, "", "  ")
+	s.runSpecs, s.extra = runSpecs, extra
 	if err := os.MkdirAll(s.cfgDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(s.cfgDir, config.SettingsFile), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	s.writeSettings()
 	if keys != nil {
 		s.writeKeys(keys)
 	}
@@ -144,6 +136,32 @@ func newStackWith(t testing.TB, global map[string]any, runSpecs map[string]map[l
 	s.ctl = &runs.Controller{Client: server.Client(), Config: s.cfg, Store: s.store, Namespace: "default",
 		TaskQueue: s.taskQueue, SearchAttributes: true}
 	return s
+}
+
+// writeSettings writes settings.json from s.global, s.runSpecs and s.extra; a worker that
+// runs meanwhile reads it before its next batch, as after a person's edit.
+func (s *stack) writeSettings() {
+	s.t.Helper()
+	annotators := map[string]any{}
+	for id, domains := range s.runSpecs {
+		a := map[string]any{}
+		for k, v := range s.extra[id] {
+			a[k] = v
+		}
+		for d, target := range domains {
+			a[string(d)] = map[string]any{"enabled": true, "target_count": target}
+		}
+		annotators[id] = a
+	}
+	b, _ := json.MarshalIndent(map[string]any{"global": s.global, "annotators": annotators}, "", "  ")
+	path := filepath.Join(s.cfgDir, config.SettingsFile)
+	// Renamed into place, so a reader never sees half a file.
+	if err := os.WriteFile(path+".tmp", b, 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // writeKeys writes api_keys.json: annotator ID → key.
@@ -224,7 +242,7 @@ func (s *stack) starter(args ...string) (string, int) {
 	return stdout.String(), code
 }
 
-func (s *stack) status(p runs.Pair) workflows.Status {
+func (s *stack) status(p runs.Pair) contract.Status {
 	s.t.Helper()
 	st, err := s.ctl.Status(context.Background(), p)
 	if err != nil {
@@ -260,9 +278,9 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 	}
 }
 
-func (s *stack) waitStatus(p runs.Pair, want string, timeout time.Duration) workflows.Status {
+func (s *stack) waitStatus(p runs.Pair, want string, timeout time.Duration) contract.Status {
 	s.t.Helper()
-	var st workflows.Status
+	var st contract.Status
 	waitFor(s.t, timeout, p.ID()+" to be "+want, func() (bool, string) {
 		st = s.status(p)
 		return st.Status == want, fmt.Sprintf("%+v", st)

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/labels"
 	"github.com/mhannotator/mha/internal/llm/fake"
 	"github.com/mhannotator/mha/internal/runs"
-	"github.com/mhannotator/mha/workflows"
 )
 
 // quotaBenchRPM is the pool's limit in the quota-use benchmark, and quotaBenchSpan how long
@@ -79,7 +79,7 @@ func quotaUseOnce(b *testing.B, n int) {
 	fmt.Fprintf(os.Stderr, "runs=%d: %d calls accepted in %s at %d/min = %.3f of the limit; 429s %d\n",
 		n, inSpan, quotaBenchSpan, quotaBenchRPM, use, st.RateLimited)
 	for _, p := range pairs {
-		s.ctl.Signal(context.Background(), p, workflows.SignalStop, nil)
+		s.ctl.Signal(context.Background(), p, contract.SignalStop, nil)
 	}
 }
 
@@ -92,10 +92,14 @@ func BenchmarkReserveUpdates(b *testing.B) {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
 			s := newStack(b, nil, map[string]map[labels.Domain]int{"r1": {labels.Urgency: 1}}, 1)
 			s.startWorker()
-			q := &runs.QuotaClient{Client: server.Client(), TaskQueue: s.taskQueue,
-				Limits: workflows.QuotaLimits{RequestsPerMinute: 1 << 30, RequestsPerDay: 1 << 30}}
+			q := &runs.QuotaClient{Client: server.Client(), TaskQueue: s.taskQueue}
+			limits := contract.QuotaLimits{RequestsPerMinute: 100000, RequestsPerDay: 1 << 30}
 			pool := fmt.Sprintf("bench-%d-%d", callers, time.Now().UnixNano())
-			if _, _, err := q.Reserve(context.Background(), pool, "warm-up", 0); err != nil {
+			reserve := func(requester string) error {
+				_, _, err := q.Reserve(context.Background(), pool, contract.Ask{Requester: requester, Count: 1}, time.Second, limits)
+				return err
+			}
+			if err := reserve("warm-up"); err != nil {
 				b.Fatal(err)
 			}
 			const span = 10 * time.Second
@@ -107,7 +111,7 @@ func BenchmarkReserveUpdates(b *testing.B) {
 				wg.Go(func() {
 					for time.Now().Before(end) {
 						t0 := time.Now()
-						if _, _, err := q.Reserve(context.Background(), pool, fmt.Sprint("caller-", c), 0); err != nil {
+						if err := reserve(fmt.Sprint("caller-", c)); err != nil {
 							b.Error(err)
 							return
 						}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mhannotator/mha/activities"
 	"github.com/mhannotator/mha/internal/config"
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/labels"
 	"github.com/mhannotator/mha/internal/llm"
 	"github.com/mhannotator/mha/internal/llm/offline"
@@ -42,7 +43,7 @@ func TestTwoRunsCompleteToTheirTargets(t *testing.T) {
 	}
 	first, second := runs.Pair{Annotator: "a1", Domain: labels.Urgency}, runs.Pair{Annotator: "a2", Domain: labels.Adjunct}
 	for _, p := range []runs.Pair{first, second} {
-		st := s.waitStatus(p, workflows.StatusCompleted, time.Minute)
+		st := s.waitStatus(p, contract.StatusCompleted, time.Minute)
 		if st.Completed != st.Target || s.stored(p) != st.Target {
 			t.Fatalf("%s: status %+v, store holds %d; want exactly the target", p.ID(), st, s.stored(p))
 		}
@@ -50,13 +51,13 @@ func TestTwoRunsCompleteToTheirTargets(t *testing.T) {
 	}
 	// status --json reads the finished runs from their results.
 	out, code = s.starter("status", "--json")
-	var docs []workflows.Status
+	var docs []contract.Status
 	if err := json.Unmarshal([]byte(out), &docs); code != 0 || err != nil {
 		t.Fatalf("status --json exited %d (%v): %s", code, err, out)
 	}
 	done := map[string]int{}
 	for _, d := range docs {
-		if d.Status == workflows.StatusCompleted {
+		if d.Status == contract.StatusCompleted {
 			done[d.WorkflowID] = d.Completed
 		}
 	}
@@ -67,14 +68,15 @@ func TestTwoRunsCompleteToTheirTargets(t *testing.T) {
 	if out, code = s.starter("start", "--all"); code != 0 {
 		t.Fatalf("second start exited %d: %s", code, out)
 	}
-	st := s.waitStatus(first, workflows.StatusCompleted, time.Minute)
+	st := s.waitStatus(first, contract.StatusCompleted, time.Minute)
 	if s.stored(first) != 23 || st.Completed != 23 {
 		t.Fatalf("after a second start, store holds %d (status %+v); want still 23", s.stored(first), st)
 	}
 }
 
 func TestPausedRunMakesNoProgressUntilResumed(t *testing.T) {
-	s := newStack(t, map[string]any{"offline_latency_seconds": 0.05}, map[string]map[labels.Domain]int{
+	// One batch for the whole run, so the pause surely cuts one short.
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.05, "batch_size": 60}, map[string]map[labels.Domain]int{
 		"p1": {labels.Intensity: 60},
 	}, 60)
 	p := runs.Pair{Annotator: "p1", Domain: labels.Intensity}
@@ -86,7 +88,7 @@ func TestPausedRunMakesNoProgressUntilResumed(t *testing.T) {
 	if out, code := s.starter("pause", "--annotator", "p1", "--domain", "intensity"); code != 0 {
 		t.Fatalf("pause exited %d: %s", code, out)
 	}
-	paused := s.waitStatus(p, workflows.StatusPaused, 30*time.Second)
+	paused := s.waitStatus(p, contract.StatusPaused, 30*time.Second)
 	atPause := s.stored(p)
 	if paused.Completed != atPause || atPause >= 60 {
 		t.Fatalf("paused status %+v but store holds %d; want the run paused part way with matching counts", paused, atPause)
@@ -101,29 +103,40 @@ func TestPausedRunMakesNoProgressUntilResumed(t *testing.T) {
 	if out, code := s.starter("resume", "--annotator", "p1", "--domain", "intensity"); code != 0 {
 		t.Fatalf("resume exited %d: %s", code, out)
 	}
-	st := s.waitStatus(p, workflows.StatusCompleted, time.Minute)
+	st := s.waitStatus(p, contract.StatusCompleted, time.Minute)
 	if st.Completed != 60 || s.stored(p) != 60 {
 		t.Fatalf("after resume: status %+v, store %d; want 60", st, s.stored(p))
 	}
-	// History proves it: no batch was scheduled between the pause and the resume signals.
+	// History proves it: no batch was scheduled between the pause and the resume Updates, and
+	// the batch the pause cut short was reported cancelled, not failed.
 	events := history(t, p.ID())
 	var pausedAt, resumedAt int64
+	cancelled := 0
 	for _, e := range events {
-		if sig := e.GetWorkflowExecutionSignaledEventAttributes(); sig != nil {
-			switch sig.GetSignalName() {
-			case workflows.SignalPause:
+		if u := e.GetWorkflowExecutionUpdateAcceptedEventAttributes(); u != nil {
+			switch u.GetAcceptedRequest().GetInput().GetName() {
+			case contract.SignalPause:
 				pausedAt = e.GetEventId()
-			case workflows.SignalResume:
+			case contract.SignalResume:
 				resumedAt = e.GetEventId()
 			}
 		}
+		if e.GetEventType() == enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED {
+			t.Fatalf("event %d: a batch attempt failed; a pause must cancel it", e.GetEventId())
+		}
+		if e.GetEventType() == enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED {
+			cancelled++
+		}
 	}
 	if pausedAt == 0 || resumedAt <= pausedAt {
-		t.Fatalf("history lacks pause (%d) then resume (%d)", pausedAt, resumedAt)
+		t.Fatalf("history lacks pause (%d) then resume (%d) Updates", pausedAt, resumedAt)
+	}
+	if cancelled != 1 {
+		t.Fatalf("%d cancelled batches, want the one the pause cut short", cancelled)
 	}
 	for _, e := range events {
 		a := e.GetActivityTaskScheduledEventAttributes()
-		if a != nil && a.GetActivityType().GetName() == activities.AnnotateBatchName && e.GetEventId() > pausedAt && e.GetEventId() < resumedAt {
+		if a != nil && a.GetActivityType().GetName() == contract.AnnotateBatchName && e.GetEventId() > pausedAt && e.GetEventId() < resumedAt {
 			t.Fatalf("batch scheduled at event %d, between pause (%d) and resume (%d)", e.GetEventId(), pausedAt, resumedAt)
 		}
 	}
@@ -174,7 +187,7 @@ func TestHungCallIsRecoveredByTheHeartbeatTimeout(t *testing.T) {
 	}
 	<-prov.hung
 	hungAt := time.Now()
-	st := s.waitStatus(p, workflows.StatusCompleted, time.Minute)
+	st := s.waitStatus(p, contract.StatusCompleted, time.Minute)
 	if st.Completed != 30 || s.stored(p) != 30 {
 		t.Fatalf("status %+v, store %d; want all 30 annotated after the hang", st, s.stored(p))
 	}
@@ -186,7 +199,7 @@ func TestHungCallIsRecoveredByTheHeartbeatTimeout(t *testing.T) {
 }
 
 func TestWorkerKilledMidBatchIsReplacedWithoutDuplicates(t *testing.T) {
-	s := newStack(t, map[string]any{"offline_latency_seconds": 0.02, "batch_size": 20, "heartbeat_timeout_seconds": 3,
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.02, "batch_size": 20, "heartbeat_timeout_seconds": 15,
 		"request_timeout_seconds": 2}, map[string]map[labels.Domain]int{"k1": {labels.Therapeutic: 150}}, 150)
 	p := runs.Pair{Annotator: "k1", Domain: labels.Therapeutic}
 	first := s.startWorker()
@@ -197,13 +210,21 @@ func TestWorkerKilledMidBatchIsReplacedWithoutDuplicates(t *testing.T) {
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	killed := time.Now()
 	_ = first.Wait()
 	atKill := s.stored(p)
 	if atKill >= 150 {
 		t.Fatalf("the run finished (%d) before the worker was killed; the test proves nothing", atKill)
 	}
 	s.startWorker()
-	st := s.waitStatus(p, workflows.StatusCompleted, time.Minute)
+	waitFor(t, time.Minute, "the first annotation after the kill", func() (bool, string) { n := s.stored(p); return n > atKill, fmt.Sprint(n) })
+	// The killed attempt is timed out by its heartbeat and retried on the new worker.
+	recovery := time.Since(killed)
+	t.Logf("kill to next stored annotation: %s = %.2f × the heartbeat timeout", recovery.Round(time.Millisecond), recovery.Seconds()/15)
+	if recovery > 18*time.Second {
+		t.Fatalf("recovery from the kill took %s; want at most 1.2 × the 15 s heartbeat timeout", recovery)
+	}
+	st := s.waitStatus(p, contract.StatusCompleted, time.Minute)
 	if st.Completed != 150 || s.stored(p) != 150 {
 		t.Fatalf("status %+v, store %d; want exactly 150 after the restart", st, s.stored(p))
 	}
@@ -246,7 +267,7 @@ func TestConcurrentStartsYieldOneRun(t *testing.T) {
 	if started != 1 {
 		t.Fatalf("%d of 8 concurrent starts started a run (%+v); want exactly 1", started, results)
 	}
-	s.waitStatus(p, workflows.StatusCompleted, time.Minute)
+	s.waitStatus(p, contract.StatusCompleted, time.Minute)
 	resp, err := server.Client().ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
 		Namespace: "default", Query: "WorkflowId = '" + p.ID() + "'"})
 	if err != nil {

@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mhannotator/mha/internal/config"
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/runs"
-	"github.com/mhannotator/mha/workflows"
 )
 
 // concurrency bounds the runs worked on at once: enough to finish 30 runs quickly, few enough
@@ -21,12 +21,12 @@ const concurrency = 8
 // the sample in flight may take up to the heartbeat timeout.
 const restartGrace = 30 * time.Second
 
-// signals maps the signalling commands to the signal they send.
+// signals maps the control commands to the control (Update, or signal for older runs) they send.
 var signals = map[string]string{
-	"pause":  workflows.SignalPause,
-	"resume": workflows.SignalResume,
-	"stop":   workflows.SignalStop,
-	"reset":  workflows.SignalReset,
+	"pause":  contract.SignalPause,
+	"resume": contract.SignalResume,
+	"stop":   contract.SignalStop,
+	"reset":  contract.SignalReset,
 }
 
 // addSelector registers --all, --annotator and --domain.
@@ -90,8 +90,8 @@ func runControl(ctx context.Context, in *invocation, name string, sel runs.Selec
 		ctl.SearchAttributes = ok
 		// Changed limits in settings.json reach running quota pools with the start.
 		quotas := runs.QuotaClient{Client: cl, TaskQueue: in.common.TaskQueue}
-		for _, pool := range runs.Pools(cfg) {
-			if err := quotas.Configure(ctx, pool, runs.LimitsFrom(cfg.Global)); err != nil {
+		for _, a := range runs.PoolAnnotators(cfg) {
+			if err := quotas.Configure(ctx, a.QuotaPool, a.QuotaLimits(cfg.Global)); err != nil {
 				fmt.Fprintf(in.stderr, "starter: warning: %v\n", err)
 			}
 		}
@@ -101,14 +101,25 @@ func runControl(ctx context.Context, in *invocation, name string, sel runs.Selec
 			op = func(ctx context.Context, p runs.Pair) runs.Result { return ctl.Restart(ctx, p, wait) }
 		}
 	default:
-		sig := signals[name]
-		op = func(ctx context.Context, p runs.Pair) runs.Result { return ctl.Signal(ctx, p, sig, nil) }
+		ctrl := signals[name]
+		// A pause or stop answers once the sample in flight is stored.
+		wait := cfg.Global.HeartbeatTimeout + restartGrace
+		op = func(ctx context.Context, p runs.Pair) runs.Result {
+			ctx, cancel := context.WithTimeout(ctx, wait)
+			defer cancel()
+			r, _ := ctl.Control(ctx, p, ctrl, nil)
+			return r
+		}
 	}
 
 	results := make([]runs.Result, len(pairs))
 	parallel(len(pairs), concurrency, func(i int) { results[i] = op(ctx, pairs[i]) })
-	fmt.Fprint(in.stdout, formatResults(results))
+	return report(in, name, results)
+}
 
+// report prints one line per run and fails the command when any run's operation failed.
+func report(in *invocation, name string, results []runs.Result) error {
+	fmt.Fprint(in.stdout, formatResults(results))
 	failed := 0
 	for _, r := range results {
 		if r.Outcome == runs.Failed {

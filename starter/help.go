@@ -52,6 +52,7 @@ var commands = []command{
 			"30s), then starts it again, which is how a changed target or batch size reaches a run.\n"+
 			"With --all only enabled runs are restarted.",
 		"starter restart --annotator 1"),
+	redoCommand,
 	statusCommand,
 	quotaCommand,
 	testKeyCommand,

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/runs"
-	"github.com/mhannotator/mha/workflows"
 )
 
 var quotaCommand = command{
@@ -43,7 +43,7 @@ func runQuota(ctx context.Context, in *invocation, asJSON bool) error {
 	}
 	defer cl.Close()
 	q := runs.QuotaClient{Client: cl, TaskQueue: in.common.TaskQueue}
-	states := make([]workflows.QuotaStatus, len(pools))
+	states := make([]contract.QuotaStatus, len(pools))
 	started := make([]bool, len(pools))
 	errs := make([]error, len(pools))
 	parallel(len(pools), concurrency, func(i int) { states[i], started[i], errs[i] = q.State(ctx, pools[i]) })
@@ -69,7 +69,7 @@ func runQuota(ctx context.Context, in *invocation, asJSON bool) error {
 }
 
 // renderQuota is the table of pool states.
-func renderQuota(states []workflows.QuotaStatus, started []bool, now time.Time) string {
+func renderQuota(states []contract.QuotaStatus, started []bool, now time.Time) string {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(w, "POOL\tMINUTE\tDAY\tTOKENS/MIN\tNEXT SLOT\tPENALTY")

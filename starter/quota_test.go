@@ -5,12 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mhannotator/mha/workflows"
+	"github.com/mhannotator/mha/internal/contract"
 )
 
 func TestQuotaTableShowsUseLimitsAndPenalties(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	got := renderQuota([]workflows.QuotaStatus{
+	got := renderQuota([]contract.QuotaStatus{
 		{Pool: "projA", RequestsPerMinute: 15, RequestsPerDay: 1500, CallsThisMinute: 15, CallsToday: 120,
 			NextFreeSlot: now.Add(20 * time.Second), PenaltyUntil: now.Add(30 * time.Second)},
 		{Pool: "projB", RequestsPerMinute: 60, RequestsPerDay: 100, TokensPerMinute: 1000, TokensThisMinute: 250, NextFreeSlot: now},

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/runs"
-	"github.com/mhannotator/mha/workflows"
 )
 
 // statusUnknown marks a run whose status could not be read; its last_error says why.
@@ -105,17 +105,17 @@ func runStatus(ctx context.Context, in *invocation, sel runs.Selector, asJSON, w
 
 // fetch reads the statuses of the runs to show, in selection order, and counts the runs
 // whose status could not be read; those are shown as unknown with the reason.
-func (v statusView) fetch(ctx context.Context) ([]workflows.Status, int) {
-	sts := make([]workflows.Status, len(v.pairs))
+func (v statusView) fetch(ctx context.Context) ([]contract.Status, int) {
+	sts := make([]contract.Status, len(v.pairs))
 	errs := make([]error, len(v.pairs))
 	parallel(len(v.pairs), concurrency, func(i int) { sts[i], errs[i] = v.ctl.Status(ctx, v.pairs[i]) })
-	out := []workflows.Status{} // never nil: --json prints [] for no runs
+	out := []contract.Status{} // never nil: --json prints [] for no runs
 	failed := 0
 	for i, p := range v.pairs {
 		st := sts[i]
 		if errs[i] != nil {
 			failed++
-			st = workflows.Status{WorkflowID: p.ID(), Annotator: p.Annotator, Domain: string(p.Domain),
+			st = contract.Status{WorkflowID: p.ID(), Annotator: p.Annotator, Domain: string(p.Domain),
 				Status: statusUnknown, Target: v.ctl.Input(p).Target, LastError: errs[i].Error()}
 		}
 		if v.hideIdle && st.Status == runs.StatusNotStarted && !enabled(v.ctl.Config, p) {

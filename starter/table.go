@@ -5,10 +5,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/runs"
-	"github.com/mhannotator/mha/workflows"
 )
 
 // gap separates columns.
@@ -22,13 +23,13 @@ const maxErrorWidth = 50
 
 // statusOrder orders the run counts of the totals line; other statuses follow alphabetically.
 var statusOrder = []string{
-	workflows.StatusRunning, workflows.StatusWaitingQuota, workflows.StatusPaused,
-	workflows.StatusFailed, workflows.StatusStopped, workflows.StatusCompleted, runs.StatusNotStarted,
+	contract.StatusRunning, contract.StatusWaitingQuota, contract.StatusWaitingRetry, contract.StatusPaused,
+	contract.StatusFailed, contract.StatusStopped, contract.StatusCompleted, runs.StatusNotStarted,
 }
 
 // renderTable lays statuses out as `starter status` shows them, with a totals line; bar adds
 // the progress column of --watch.
-func renderTable(sts []workflows.Status, bar bool) string {
+func renderTable(sts []contract.Status, bar bool) string {
 	if len(sts) == 0 {
 		return "no runs to show: none is enabled in the config or has been started\n"
 	}
@@ -55,7 +56,7 @@ func renderTable(sts []workflows.Status, bar bool) string {
 		}
 		row = append(row, strconv.Itoa(st.Malformed), strconv.Itoa(st.Errors),
 			strconv.FormatFloat(st.SamplesPerMinute, 'f', 1, 64), strconv.Itoa(st.Restarts),
-			cut(st.LastError, maxErrorWidth))
+			cut(lastError(st), maxErrorWidth))
 		rows = append(rows, row)
 	}
 
@@ -68,9 +69,17 @@ func renderTable(sts []workflows.Status, bar bool) string {
 		len(sts), plural(len(sts), "run", "runs"), strings.Join(counts, ", "))
 }
 
+// lastError is the run's last error, and for a waiting run when it goes on.
+func lastError(st contract.Status) string {
+	if st.NextTry.IsZero() {
+		return st.LastError
+	}
+	return fmt.Sprintf("next try %s: %s", st.NextTry.Local().Format(time.TimeOnly), st.LastError)
+}
+
 // progress is a run's done and target counts. A run ends at the end of the dataset when that
 // comes before its target, so a smaller loaded dataset is the target that counts.
-func progress(st workflows.Status) (done, target int) {
+func progress(st contract.Status) (done, target int) {
 	target = st.Target
 	if st.DatasetSize > 0 && st.DatasetSize < target {
 		target = st.DatasetSize

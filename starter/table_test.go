@@ -3,17 +3,18 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
-	"github.com/mhannotator/mha/workflows"
+	"github.com/mhannotator/mha/internal/contract"
 )
 
-var tableStatuses = []workflows.Status{
-	{WorkflowID: "annotation-1-urgency", Status: workflows.StatusRunning, Target: 60, Completed: 23, Malformed: 1, SamplesPerMinute: 11.83},
-	{WorkflowID: "annotation-1-therapeutic", Status: workflows.StatusFailed, Target: 60, Completed: 10, Errors: 3, Restarts: 3,
+var tableStatuses = []contract.Status{
+	{WorkflowID: "annotation-1-urgency", Status: contract.StatusRunning, Target: 60, Completed: 23, Malformed: 1, SamplesPerMinute: 11.83},
+	{WorkflowID: "annotation-1-therapeutic", Status: contract.StatusFailed, Target: 60, Completed: 10, Errors: 3, Restarts: 3,
 		LastError: "llm: invalid API key (401 Unauthorized):\ncheck api_keys.json for annotator_1 and try again"},
 	// The dataset ends before the target, so the run is done at 50.
-	{WorkflowID: "annotation-2-urgency", Status: workflows.StatusCompleted, Target: 60, DatasetSize: 50, Completed: 50, Malformed: 2, Restarts: 1},
+	{WorkflowID: "annotation-2-urgency", Status: contract.StatusCompleted, Target: 60, DatasetSize: 50, Completed: 50, Malformed: 2, Restarts: 1},
 	{WorkflowID: "annotation-2-redressal", Status: "not_started", Target: 60},
 }
 
@@ -88,12 +89,21 @@ func TestRenderNoRuns(t *testing.T) {
 }
 
 func TestTotalsOrderUnknownStatusesLast(t *testing.T) {
-	got := renderTable([]workflows.Status{
+	got := renderTable([]contract.Status{
 		{WorkflowID: "a", Status: "unknown", Target: 1},
 		{WorkflowID: "b", Status: "terminated", Target: 1},
-		{WorkflowID: "c", Status: workflows.StatusPaused, Target: 1, Completed: 1},
+		{WorkflowID: "c", Status: contract.StatusPaused, Target: 1, Completed: 1},
 	}, false)
 	if !strings.HasSuffix(got, "total: 1/3 33%, 0 malformed, 0 errors; 3 runs: 1 paused, 1 terminated, 1 unknown\n") {
 		t.Errorf("got:\n%s", got)
+	}
+}
+
+func TestAWaitingRunShowsItsNextTry(t *testing.T) {
+	next := time.Date(2026, 3, 4, 12, 30, 15, 0, time.Local)
+	got := renderTable([]contract.Status{{WorkflowID: "annotation-1-urgency", Status: contract.StatusWaitingRetry, Target: 10,
+		LastError: "gemini: unavailable (HTTP 503)", NextTry: next}}, false)
+	if !strings.Contains(got, "next try 12:30:15: gemini: unavailable") || !strings.Contains(got, "1 waiting_retry") {
+		t.Fatalf("table does not show the next try:\n%s", got)
 	}
 }

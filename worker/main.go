@@ -74,6 +74,9 @@ func run(args []string) error {
 		MaxConcurrentActivityExecutionSize: *maxActivities,
 		// On shutdown, samples in flight get their request timeout to finish and be stored.
 		WorkerStopTimeout: cfg.Global.RequestTimeout + 5*time.Second,
+		// A killed worker's sticky workflow tasks (a quota pool's answer to the next
+		// reservation, among them) move to other workers after this, not after 5 s.
+		StickyScheduleToStartTimeout: time.Second,
 	})
 	workflows.Register(w)
 	activities.Register(w, &activities.Activities{
@@ -82,7 +85,7 @@ func run(args []string) error {
 		Reload:          common.LoadConfig,
 		Prompts:         prompts.Library{Dir: filepath.Join(common.ConfigDir, "prompts")},
 		ControlInterval: controlInterval,
-		Limiter:         &runs.QuotaClient{Client: c, TaskQueue: common.TaskQueue, Limits: runs.LimitsFrom(cfg.Global)},
+		Limiter:         &runs.QuotaClient{Client: c, TaskQueue: common.TaskQueue},
 	})
 	logger.Info("Worker starting", slog.String("temporal", common.TemporalAddress), slog.String("namespace", common.Namespace),
 		slog.String("task_queue", common.TaskQueue), slog.String("db", common.DB), slog.Int("max_concurrent_activities", *maxActivities))

@@ -4,177 +4,87 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"time"
-	_ "time/tzdata" // the daily reset's time zone must load the same on every worker
 
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/mhannotator/mha/internal/contract"
 )
 
-// Quota workflow names.
 const (
-	QuotaName       = "Quota"
-	UpdateReserve   = "reserve"
-	SignalPenalize  = "penalize"
-	SignalConfigure = "configure"
-	QueryQuotaState = "state"
-	DefaultDayZone  = "America/Los_Angeles" // Gemini's daily quotas reset at midnight Pacific
-	quotaWindow     = time.Minute
+	quotaWindow = time.Minute
 	// grantMargin widens the minute slots are spaced by: a call starts a little after its
 	// slot (timer wake-up, connection), by different amounts, and the provider counts
 	// arrival times. Without it two calls a minute apart could land 59.99 s apart.
-	grantMargin       = 500 * time.Millisecond
+	grantMargin = 500 * time.Millisecond
+	// heldTolerance is how late a run may come back for its held slot and still get it: a
+	// call that starts this late still lies within grantMargin of its slot. Later, the slot
+	// is wasted (it still counts in the windows) and the run queues again.
+	heldTolerance     = grantMargin / 2
 	maxQuotaHistory   = 4000
-	maxRequesterStats = 1000
+	maxRequesterStats = 1000 // also bounds how many requesters hold a slot
+	// maxAsks and maxSlotsPerReserve bound one reserve Update's work and answer (each slot is
+	// ~30 bytes of JSON in history). Past maxSlotsPerReserve an ask gets at most one slot.
+	maxAsks            = 1000
+	maxSlotsPerReserve = 5000
+	// Past compactAbove grants, grants that already started and lie within compactSpan of
+	// each other are merged into one at the latest of their times (see compact).
+	compactAbove = 256
+	compactSpan  = grantMargin
 )
-
-// QuotaID is the workflow ID of a quota pool's workflow. The pool is a name from the config,
-// never the key itself.
-func QuotaID(pool string) string { return "quota-" + pool }
-
-// QuotaLimits are a pool's provider limits.
-type QuotaLimits struct {
-	RequestsPerMinute int
-	RequestsPerDay    int
-	TokensPerMinute   int    // 0 = no token limit
-	DayZone           string // IANA zone whose midnight resets the daily count; "" = DefaultDayZone
-}
-
-// Validate checks limits before they are applied.
-func (l QuotaLimits) Validate() error {
-	if l.RequestsPerMinute < 1 || l.RequestsPerDay < 1 || l.TokensPerMinute < 0 {
-		return fmt.Errorf("quota limits must be positive (requests/min %d, requests/day %d, tokens/min %d)",
-			l.RequestsPerMinute, l.RequestsPerDay, l.TokensPerMinute)
-	}
-	if _, err := time.LoadLocation(l.zone()); err != nil {
-		return fmt.Errorf("quota day zone %q: %w", l.DayZone, err)
-	}
-	return nil
-}
-
-func (l QuotaLimits) zone() string {
-	if l.DayZone == "" {
-		return DefaultDayZone
-	}
-	return l.DayZone
-}
-
-// ReserveRequest asks for Count call slots for Requester (a run's workflow ID), each
-// expected to use about Tokens tokens. A worker that coalesces the requests of several runs
-// into one Update names each slot's requester in Requesters instead (Count = its length).
-type ReserveRequest struct {
-	Requester  string
-	Requesters []string
-	Count      int
-	Tokens     int
-}
-
-// requester is who slot i is for.
-func (r ReserveRequest) requester(i int) string {
-	if i < len(r.Requesters) {
-		return r.Requesters[i]
-	}
-	return r.Requester
-}
-
-// Reservation answers a ReserveRequest at once: the times at which each granted call may
-// start, in order. When the day's budget runs out, fewer slots (maybe none) are granted and
-// ExhaustedUntil says when it returns.
-type Reservation struct {
-	Slots          []time.Time
-	ExhaustedUntil time.Time
-}
-
-// Penalty is a provider's 429: nothing is granted on the pool until Until.
-type Penalty struct {
-	Until time.Time
-	By    string
-}
-
-// Grant is one granted call slot.
-type Grant struct {
-	At     time.Time
-	Tokens int
-}
-
-// RequesterStats count a requester's grants.
-type RequesterStats struct {
-	Granted   int       `json:"granted"`
-	LastGrant time.Time `json:"last_grant"`
-}
-
-// QuotaState is a pool's memory, handed over at continue-as-new so limits hold across it.
-type QuotaState struct {
-	Pool         string
-	Limits       QuotaLimits
-	Grants       []Grant // granted slots of the last minute and the future, in time order
-	Day          string  // the date (in the day zone) DayCount counts
-	DayCount     int
-	PenaltyUntil time.Time
-	Requesters   map[string]RequesterStats
-}
-
-// QuotaInput starts a quota workflow, or continues one.
-type QuotaInput struct {
-	Pool   string
-	Limits QuotaLimits
-	State  *QuotaState
-}
-
-// QuotaStatus is what the `state` query returns.
-type QuotaStatus struct {
-	Pool              string                    `json:"pool"`
-	RequestsPerMinute int                       `json:"requests_per_minute"`
-	RequestsPerDay    int                       `json:"requests_per_day"`
-	TokensPerMinute   int                       `json:"tokens_per_minute"`
-	DayZone           string                    `json:"day_zone"`
-	CallsThisMinute   int                       `json:"calls_this_minute"`
-	TokensThisMinute  int                       `json:"tokens_this_minute"`
-	CallsToday        int                       `json:"calls_today"`
-	NextFreeSlot      time.Time                 `json:"next_free_slot"`
-	PenaltyUntil      time.Time                 `json:"penalty_until,omitzero"`
-	Requesters        map[string]RequesterStats `json:"requesters"`
-}
 
 // Quota hands out request slots of one quota pool so that the provider's limits hold in every
 // sliding window, across every run that shares the pool. Its reserve handler never waits: the
 // server allows only a few Updates in flight per workflow, so callers wait on their own.
-func Quota(ctx workflow.Context, in QuotaInput) error {
+//
+// A run asks for the slots it can use soon (within its horizon). When the pool has none that
+// soon, the run gets the pool's next free slot, held for it: it sleeps on a durable timer,
+// comes back shortly before the slot and gets it then. Slots are handed out in time order,
+// so waiting runs are served in the order they came, whoever else asks meanwhile.
+func Quota(ctx workflow.Context, in contract.QuotaInput) error {
 	q := &quota{}
 	if in.State != nil {
 		q.st = *in.State
 	} else {
-		q.st = QuotaState{Pool: in.Pool, Limits: in.Limits}
+		q.st = contract.QuotaState{Pool: in.Pool, Limits: in.Limits}
 	}
 	if q.st.Requesters == nil {
-		q.st.Requesters = map[string]RequesterStats{}
+		q.st.Requesters = map[string]contract.RequesterStats{}
 	}
 	if err := q.st.Limits.Validate(); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryQuotaState, func() (QuotaStatus, error) {
+	q.index()
+	if err := workflow.SetQueryHandler(ctx, contract.QueryQuotaState, func() (contract.QuotaStatus, error) {
 		return q.status(workflow.Now(ctx)), nil
 	}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReserve,
-		func(ctx workflow.Context, req ReserveRequest) (Reservation, error) {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateReserve,
+		func(ctx workflow.Context, req contract.ReserveRequest) (contract.Reservation, error) {
+			if req.Limits != nil {
+				if err := q.adopt(*req.Limits); err != nil {
+					workflow.GetLogger(ctx).Warn("Ignoring invalid quota limits of a reservation", "error", err)
+				}
+			}
 			return q.reserve(workflow.Now(ctx), req), nil
 		},
 		workflow.UpdateHandlerOptions{Validator: q.validate}); err != nil {
 		return err
 	}
-	penalties := workflow.GetSignalChannel(ctx, SignalPenalize)
-	configures := workflow.GetSignalChannel(ctx, SignalConfigure)
+	penalties := workflow.GetSignalChannel(ctx, contract.SignalPenalize)
+	configures := workflow.GetSignalChannel(ctx, contract.SignalConfigure)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
-			var p Penalty
+			var p contract.Penalty
 			penalties.Receive(ctx, &p)
 			q.penalize(p)
 		}
 	})
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
-			var l QuotaLimits
+			var l contract.QuotaLimits
 			configures.Receive(ctx, &l)
 			q.configure(ctx, l)
 		}
@@ -188,14 +98,14 @@ func Quota(ctx workflow.Context, in QuotaInput) error {
 		return err
 	}
 	for {
-		var p Penalty
+		var p contract.Penalty
 		if !penalties.ReceiveAsync(&p) {
 			break
 		}
 		q.penalize(p)
 	}
 	for {
-		var l QuotaLimits
+		var l contract.QuotaLimits
 		if !configures.ReceiveAsync(&l) {
 			break
 		}
@@ -203,7 +113,7 @@ func Quota(ctx workflow.Context, in QuotaInput) error {
 	}
 	q.prune(workflow.Now(ctx))
 	st := q.st
-	return workflow.NewContinueAsNewError(ctx, QuotaName, QuotaInput{Pool: st.Pool, Limits: st.Limits, State: &st})
+	return workflow.NewContinueAsNewError(ctx, contract.QuotaName, contract.QuotaInput{Pool: st.Pool, Limits: st.Limits, State: &st})
 }
 
 func continueAsNewDue(ctx workflow.Context, maxEvents int) bool {
@@ -212,10 +122,52 @@ func continueAsNewDue(ctx workflow.Context, maxEvents int) bool {
 }
 
 type quota struct {
-	st QuotaState
+	st contract.QuotaState
+
+	// Derived from st.Grants (never handed over): slots[i] and tokens[i] sum the slots and
+	// tokens of Grants[:i], plus a base that pruning leaves behind, so that any range of grants
+	// sums by one subtraction and the slot the window hinges on is found by binary search.
+	// Both have len(Grants)+1 entries.
+	slots, tokens []int
+	compacted     int                   // len(Grants) after the last compaction
+	day           quotaDay              // the day last looked up
+	rejected      *contract.QuotaLimits // limits last ignored as invalid, so they warn once
 }
 
-func (q *quota) validate(req ReserveRequest) error {
+// quotaDay is one day of the day zone: [start, end).
+type quotaDay struct {
+	loc        *time.Location
+	start, end time.Time
+	name       string
+}
+
+func (q *quota) validate(req contract.ReserveRequest) error {
+	if len(req.Asks) == 0 {
+		return q.validateLegacy(req)
+	}
+	switch {
+	case req.Requester != "" || len(req.Requesters) > 0 || req.Count != 0 || req.Tokens != 0:
+		return errors.New("reserve: asks and the previous release's requester, count and tokens exclude each other")
+	case len(req.Asks) > maxAsks:
+		return fmt.Errorf("reserve: %d asks in one request, at most %d", len(req.Asks), maxAsks)
+	case req.Horizon < 0:
+		return fmt.Errorf("reserve: horizon %s must not be negative", req.Horizon)
+	}
+	for i, a := range req.Asks {
+		switch {
+		case a.Requester == "":
+			return fmt.Errorf("reserve: ask %d: requester is empty", i)
+		case a.Count <= 0:
+			return fmt.Errorf("reserve: ask %d: count %d must be at least 1", i, a.Count)
+		case a.Tokens < 0:
+			return fmt.Errorf("reserve: ask %d: tokens %d must not be negative", i, a.Tokens)
+		}
+	}
+	return nil
+}
+
+// validateLegacy checks a request of the previous release exactly as that release did.
+func (q *quota) validateLegacy(req contract.ReserveRequest) error {
 	switch {
 	case req.Requester == "" && len(req.Requesters) == 0:
 		return errors.New("reserve: requester is empty")
@@ -233,25 +185,139 @@ func (q *quota) validate(req ReserveRequest) error {
 	return nil
 }
 
-// reserve grants up to req.Count slots, each at the earliest time that keeps every sliding
-// minute within the request and token limits, after any penalty, and within the day's
-// budget. Slots are handed out in arrival order, so every requester is served in turn.
-func (q *quota) reserve(now time.Time, req ReserveRequest) Reservation {
+// reserve answers a request at once; see contract.ReserveRequest. Every new slot lies at the
+// earliest time that keeps every sliding minute within the request and token limits, after
+// any penalty and no earlier than any slot granted before, within the day's budget: slots are
+// handed out in arrival order, so requesters are served in turn.
+func (q *quota) reserve(now time.Time, req contract.ReserveRequest) contract.Reservation {
 	q.prune(now)
-	loc, _ := time.LoadLocation(q.st.Limits.zone()) // validated when the limits were set
-	var res Reservation
-	for i := range req.Count {
-		at := q.nextSlot(now, req.Tokens)
-		day := at.In(loc).Format(time.DateOnly)
-		if q.countOnDay(day, loc) >= q.st.Limits.RequestsPerDay {
-			res.ExhaustedUntil = nextMidnight(at, loc)
-			break
+	if len(req.Asks) == 0 {
+		return q.reserveLegacy(now, req)
+	}
+	res := contract.Reservation{Grants: make([][]time.Time, len(req.Asks))}
+	horizon := now.Add(req.Horizon)
+	granted := 0
+	for i, a := range req.Asks {
+		slots, waiting := q.takeHeld(a.Requester, horizon, a.Count)
+		// A requester that still waits for its held slot gets only that back: anything new
+		// would lie after it.
+		for !waiting && len(slots) < a.Count && granted < maxSlotsPerReserve && res.ExhaustedUntil.IsZero() {
+			at := q.nextSlot(now, a.Tokens)
+			if at.After(horizon) {
+				break
+			}
+			if res.ExhaustedUntil = q.admit(at, a.Requester, a.Tokens); !res.ExhaustedUntil.IsZero() {
+				break
+			}
+			slots = append(slots, at)
+			granted++
 		}
-		q.st.Grants = append(q.st.Grants, Grant{At: at, Tokens: req.Tokens})
-		res.Slots = append(res.Slots, at)
-		q.count(req.requester(i), at)
+		// Nothing soon: hold the next free slot, so the run gets it in its turn.
+		if len(slots) == 0 && res.ExhaustedUntil.IsZero() {
+			at := q.nextSlot(now, a.Tokens)
+			if res.ExhaustedUntil = q.admit(at, a.Requester, a.Tokens); res.ExhaustedUntil.IsZero() {
+				slots = append(slots, at)
+				if at.After(horizon) {
+					q.hold(a.Requester, at)
+				}
+			}
+		}
+		res.Grants[i] = slots
 	}
 	return res
+}
+
+// reserveLegacy answers the previous release's request as that release did: Count slots at
+// whatever time they fall.
+func (q *quota) reserveLegacy(now time.Time, req contract.ReserveRequest) contract.Reservation {
+	var res contract.Reservation
+	for i := range req.Count {
+		at := q.nextSlot(now, req.Tokens)
+		if res.ExhaustedUntil = q.admit(at, legacyRequester(req, i), req.Tokens); !res.ExhaustedUntil.IsZero() {
+			break
+		}
+		res.Slots = append(res.Slots, at)
+	}
+	return res
+}
+
+// takeHeld hands back requester's held slots: those that start by horizon leave Held (they
+// are the requester's to use now, up to count of them); one that starts later stays held and
+// is answered again, and waiting says so. Slots that passed were dropped by prune.
+func (q *quota) takeHeld(requester string, horizon time.Time, count int) (slots []time.Time, waiting bool) {
+	held := q.st.Held[requester]
+	keep := held[:0]
+	for _, at := range held {
+		switch {
+		case at.After(horizon):
+			slots = append(slots, at)
+			keep = append(keep, at)
+			waiting = true
+		case len(slots) < count:
+			slots = append(slots, at)
+		default:
+			keep = append(keep, at)
+		}
+	}
+	if len(keep) == 0 {
+		delete(q.st.Held, requester)
+	} else {
+		q.st.Held[requester] = keep
+	}
+	return slots, waiting
+}
+
+// hold records a slot granted beyond the requester's horizon. reserve holds a slot only for a
+// requester that holds none, so each holds at most one. Past maxRequesterStats holders the
+// slot is granted but not held: its run comes back, finds nothing and queues again.
+func (q *quota) hold(requester string, at time.Time) {
+	if q.st.Held == nil {
+		q.st.Held = map[string][]time.Time{}
+	}
+	if _, known := q.st.Held[requester]; !known && len(q.st.Held) >= maxRequesterStats {
+		return
+	}
+	q.st.Held[requester] = append(q.st.Held[requester], at)
+}
+
+// admit grants the slot at `at` unless the budget of its day is spent; then it grants nothing
+// and returns when that day ends.
+func (q *quota) admit(at time.Time, requester string, tokens int) (exhaustedUntil time.Time) {
+	if day := q.dayOf(at); q.countOnDay(day) >= q.st.Limits.RequestsPerDay {
+		return day.end
+	}
+	q.grant(at, tokens)
+	q.count(requester, at)
+	return time.Time{}
+}
+
+// grant appends a slot; one at the same time and with the same tokens as the last grant joins
+// it, which keeps the state small when many slots are granted at once.
+func (q *quota) grant(at time.Time, tokens int) {
+	g := q.st.Grants
+	n := len(g)
+	if n > 0 && g[n-1].At.Equal(at) && g[n-1].Tokens == tokens {
+		g[n-1].Count = slotsOf(g[n-1]) + 1
+		q.slots[n]++
+		q.tokens[n] += tokens
+		return
+	}
+	q.st.Grants = append(g, contract.Grant{At: at, Tokens: tokens})
+	q.slots = append(q.slots, q.slots[n]+1)
+	q.tokens = append(q.tokens, q.tokens[n]+tokens)
+}
+
+// slotsOf is how many slots a grant stands for; the previous release recorded one per grant.
+func slotsOf(g contract.Grant) int { return max(g.Count, 1) }
+
+// index rebuilds the sums that nextSlot and countOnDay search, after Grants was replaced.
+func (q *quota) index() {
+	q.slots = make([]int, 1, len(q.st.Grants)+1)
+	q.tokens = make([]int, 1, len(q.st.Grants)+1)
+	for i, g := range q.st.Grants {
+		q.slots = append(q.slots, q.slots[i]+slotsOf(g))
+		q.tokens = append(q.tokens, q.tokens[i]+slotsOf(g)*g.Tokens)
+	}
 }
 
 // count adds a grant to a requester's stats; past maxRequesterStats names, new ones are not
@@ -267,82 +333,136 @@ func (q *quota) count(requester string, at time.Time) {
 }
 
 // nextSlot is the earliest start time, no earlier than the last grant, that keeps the
-// minute ending at it within the limits.
+// minute ending at it within the limits. A call of more tokens than the per-minute limit
+// (possible after the limit was lowered) waits for a minute of its own instead of forever.
 func (q *quota) nextSlot(now time.Time, tokens int) time.Time {
 	at := now
 	if q.st.PenaltyUntil.After(at) {
 		at = q.st.PenaltyUntil
 	}
 	g := q.st.Grants
-	if n := len(g); n > 0 && g[n-1].At.After(at) {
+	n := len(g)
+	if n > 0 && g[n-1].At.After(at) {
 		at = g[n-1].At
 	}
-	// A window [t, t+1m) holds the slot at `at` and every grant after at-1m. With
-	// requests_per_minute grants already in it, wait until the oldest of them leaves.
-	if rpm := q.st.Limits.RequestsPerMinute; len(g) >= rpm {
-		if leave := g[len(g)-rpm].At.Add(quotaWindow + grantMargin); leave.After(at) {
-			at = leave
-		}
+	// A window [t, t+1m) holds the slot at `at` and every slot after at-1m. With
+	// requests_per_minute slots already in it, wait until the rpm-th latest of them leaves.
+	if rpm := q.st.Limits.RequestsPerMinute; q.slots[n]-q.slots[0] >= rpm {
+		k := q.slots[n] - rpm // that slot's place in the running count
+		i := sort.Search(n, func(i int) bool { return q.slots[i+1] > k })
+		at = later(at, g[i].At.Add(quotaWindow+grantMargin))
 	}
+	// Likewise for tokens: the latest grants whose tokens fit beside this call's may stay in
+	// the window, every earlier one must leave it.
 	if tpm := q.st.Limits.TokensPerMinute; tpm > 0 {
-		for {
-			used, first := 0, -1
-			for i, gr := range g {
-				if gr.At.After(at.Add(-quotaWindow - grantMargin)) {
-					used += gr.Tokens
-					if first < 0 {
-						first = i
-					}
-				}
-			}
-			if first < 0 || used+tokens <= tpm {
-				break
-			}
-			at = g[first].At.Add(quotaWindow + grantMargin)
+		c := min(tokens, tpm)
+		j := sort.Search(n+1, func(j int) bool { return q.tokens[n]-q.tokens[j]+c <= tpm })
+		if j > 0 {
+			at = later(at, g[j-1].At.Add(quotaWindow+grantMargin))
 		}
 	}
 	return at
 }
 
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// dayOf is the day (in the day zone) t falls on.
+func (q *quota) dayOf(t time.Time) quotaDay {
+	loc, _ := q.st.Limits.Location() // validated when the limits were set
+	if d := q.day; d.loc == loc && !t.Before(d.start) && t.Before(d.end) {
+		return d
+	}
+	y, m, dd := t.In(loc).Date()
+	d := quotaDay{loc: loc, start: time.Date(y, m, dd, 0, 0, 0, 0, loc), end: time.Date(y, m, dd+1, 0, 0, 0, 0, loc)}
+	d.name = d.start.Format(time.DateOnly)
+	if !t.Before(d.start) && t.Before(d.end) { // a zone may skip its midnight; then look up again
+		q.day = d
+	}
+	return d
+}
+
 // countOnDay counts grants on day, both those already pruned (DayCount) and those kept.
-func (q *quota) countOnDay(day string, loc *time.Location) int {
+func (q *quota) countOnDay(day quotaDay) int {
 	n := 0
-	if q.st.Day == day {
+	if q.st.Day == day.name {
 		n = q.st.DayCount
 	}
-	for _, g := range q.st.Grants {
-		if g.At.In(loc).Format(time.DateOnly) == day {
-			n++
-		}
-	}
-	return n
+	g := q.st.Grants
+	from := sort.Search(len(g), func(i int) bool { return !g[i].At.Before(day.start) })
+	to := sort.Search(len(g), func(i int) bool { return !g[i].At.Before(day.end) })
+	return n + q.slots[to] - q.slots[from]
 }
 
-// prune drops grants that left the sliding minute, folding them into the day's count.
+// prune drops grants that left the sliding minute, folding them into the day's count, and
+// held slots that passed or fall inside a penalty (their runs queue again).
 func (q *quota) prune(now time.Time) {
-	loc, _ := time.LoadLocation(q.st.Limits.zone())
-	today := now.In(loc).Format(time.DateOnly)
-	if q.st.Day != today {
-		q.st.Day, q.st.DayCount = today, 0
+	today := q.dayOf(now)
+	if q.st.Day != today.name {
+		q.st.Day, q.st.DayCount = today.name, 0
 	}
-	keep := q.st.Grants[:0]
-	for _, g := range q.st.Grants {
-		if g.At.After(now.Add(-quotaWindow - grantMargin)) {
-			keep = append(keep, g)
-		} else if g.At.In(loc).Format(time.DateOnly) == today {
-			q.st.DayCount++
+	g := q.st.Grants
+	k := sort.Search(len(g), func(i int) bool { return g[i].At.After(now.Add(-quotaWindow - grantMargin)) })
+	first := sort.Search(k, func(i int) bool { return !g[i].At.Before(today.start) })
+	q.st.DayCount += q.slots[k] - q.slots[first]
+	q.st.Grants, q.slots, q.tokens = g[k:], q.slots[k:], q.tokens[k:]
+
+	for r, held := range q.st.Held {
+		held = slices.DeleteFunc(held, func(at time.Time) bool {
+			return at.Before(now.Add(-heldTolerance)) || at.Before(q.st.PenaltyUntil)
+		})
+		if len(held) == 0 {
+			delete(q.st.Held, r)
+		} else {
+			q.st.Held[r] = held
 		}
 	}
-	q.st.Grants = slices.Clip(keep)
+
+	if len(q.st.Grants) > max(compactAbove, 2*q.compacted) {
+		q.compact(now)
+		q.compacted = len(q.st.Grants)
+	}
 }
 
-func (q *quota) penalize(p Penalty) {
+// compact merges grants that already started within compactSpan of each other (on the same
+// day) into one at the latest of their times, with their tokens spread over its slots rounded
+// up. A slot counted later than it was granted stays longer in the windows it is in, so the
+// limits still hold; the cost is at most compactSpan of a minute's capacity. Without it a busy
+// pool (requests in every workflow task, each at its own time) would keep thousands of grants.
+func (q *quota) compact(now time.Time) {
+	g := q.st.Grants
+	started := sort.Search(len(g), func(i int) bool { return g[i].At.After(now) })
+	out := make([]contract.Grant, 0, len(g))
+	for i := 0; i < started; {
+		day := q.dayOf(g[i].At)
+		slots, tokens := slotsOf(g[i]), slotsOf(g[i])*g[i].Tokens
+		j := i + 1
+		for ; j < started && g[j].At.Sub(g[i].At) < compactSpan && g[j].At.Before(day.end); j++ {
+			slots += slotsOf(g[j])
+			tokens += slotsOf(g[j]) * g[j].Tokens
+		}
+		m := contract.Grant{At: g[j-1].At, Tokens: (tokens + slots - 1) / slots}
+		if slots > 1 {
+			m.Count = slots
+		}
+		out = append(out, m)
+		i = j
+	}
+	q.st.Grants = append(out, g[started:]...)
+	q.index()
+}
+
+func (q *quota) penalize(p contract.Penalty) {
 	if p.Until.After(q.st.PenaltyUntil) {
 		q.st.PenaltyUntil = p.Until
 	}
 }
 
-func (q *quota) configure(ctx workflow.Context, l QuotaLimits) {
+func (q *quota) configure(ctx workflow.Context, l contract.QuotaLimits) {
 	if err := l.Validate(); err != nil {
 		workflow.GetLogger(ctx).Warn("Ignoring invalid quota limits", "error", err)
 		return
@@ -350,28 +470,49 @@ func (q *quota) configure(ctx workflow.Context, l QuotaLimits) {
 	q.st.Limits = l
 }
 
-func (q *quota) status(now time.Time) QuotaStatus {
-	loc, _ := time.LoadLocation(q.st.Limits.zone())
-	s := QuotaStatus{
+// adopt takes the limits a worker sent with its request: workers send their config every
+// time, so the pool follows the config file while they run. Invalid limits are ignored; the
+// error says so the first time they come.
+func (q *quota) adopt(l contract.QuotaLimits) error {
+	if l == q.st.Limits || (q.rejected != nil && *q.rejected == l) {
+		return nil
+	}
+	if err := l.Validate(); err != nil {
+		q.rejected = &l
+		return err
+	}
+	q.st.Limits, q.rejected = l, nil
+	return nil
+}
+
+func (q *quota) status(now time.Time) contract.QuotaStatus {
+	s := contract.QuotaStatus{
 		Pool: q.st.Pool, RequestsPerMinute: q.st.Limits.RequestsPerMinute, RequestsPerDay: q.st.Limits.RequestsPerDay,
-		TokensPerMinute: q.st.Limits.TokensPerMinute, DayZone: q.st.Limits.zone(), PenaltyUntil: q.st.PenaltyUntil,
+		TokensPerMinute: q.st.Limits.TokensPerMinute, DayZone: q.st.Limits.Zone(), PenaltyUntil: q.st.PenaltyUntil,
 		Requesters: q.st.Requesters,
 	}
 	for _, g := range q.st.Grants {
 		if g.At.After(now.Add(-quotaWindow)) && !g.At.After(now) {
-			s.CallsThisMinute++
-			s.TokensThisMinute += g.Tokens
+			s.CallsThisMinute += slotsOf(g)
+			s.TokensThisMinute += slotsOf(g) * g.Tokens
 		}
 	}
-	s.CallsToday = q.countOnDay(now.In(loc).Format(time.DateOnly), loc)
-	// The query must not change state: look at a copy.
-	probe := quota{st: q.st}
-	probe.st.Grants = slices.Clone(q.st.Grants)
-	s.NextFreeSlot = probe.nextSlot(now, 0)
+	for _, held := range q.st.Held {
+		for _, at := range held {
+			if at.After(now) {
+				s.Held++
+			}
+		}
+	}
+	s.CallsToday = q.countOnDay(q.dayOf(now))
+	s.NextFreeSlot = q.nextSlot(now, 0)
 	return s
 }
 
-func nextMidnight(t time.Time, loc *time.Location) time.Time {
-	y, m, d := t.In(loc).Date()
-	return time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+// legacyRequester is who slot i of a previous-release request is for.
+func legacyRequester(r contract.ReserveRequest, i int) string {
+	if i < len(r.Requesters) {
+		return r.Requesters[i]
+	}
+	return r.Requester
 }

@@ -1,125 +1,93 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/mhannotator/mha/activities"
-	"github.com/mhannotator/mha/internal/labels"
-	"github.com/mhannotator/mha/internal/store"
+	"github.com/mhannotator/mha/internal/contract"
 )
 
 // maxHistoryEvents bounds one run's history well below the server's limits; each batch adds
 // about ten events, so a run continues as new every couple of hundred batches.
 const maxHistoryEvents = 2000
 
-// RunSettings are the config values the workflow itself needs; everything else (provider,
-// model, key, re-asks) is read by the activities, so no secret enters history.
-type RunSettings struct {
-	BatchSize          int
-	HeartbeatTimeout   time.Duration
-	BatchTimeout       time.Duration // StartToClose of one batch attempt
-	MaxRestartAttempts int
-}
+// coreVersion marks runs started by this release's run loop; runs of the previous release
+// (no marker in their history) keep the loop they started with until they continue as new.
+const coreVersion = "core-v2"
 
-// RunInput starts a run, and carries its state across continue-as-new.
-type RunInput struct {
-	Annotator string
-	Domain    labels.Domain
-	Target    int
-	Settings  RunSettings
-	State     *RunState // nil on a fresh start
-}
-
-// RunState is everything a run knows that the store does not.
-type RunState struct {
-	Status           string
-	Paused           bool
-	Position         int // next dataset position to work on
-	Counts           store.Counts
-	DatasetSize      int
-	NeedsProgress    bool // re-read counts and position from the store before the next batch
-	Restarts         int
-	LastError        string
-	StartedAt        time.Time
-	LastProgress     time.Time
-	RateSince        time.Time // start of the current running stretch, for samples per minute
-	RateSamples      int
-	SamplesPerMinute float64
-}
-
-// Status is the document the `status` query returns.
-type Status struct {
-	WorkflowID       string    `json:"workflow_id"`
-	Annotator        string    `json:"annotator"`
-	Domain           string    `json:"domain"`
-	Status           string    `json:"status"`
-	Target           int       `json:"target"`
-	Completed        int       `json:"completed"` // stored annotations of any status, within target
-	OK               int       `json:"ok"`
-	Malformed        int       `json:"malformed"`
-	Errors           int       `json:"errors"`
-	Blocked          int       `json:"blocked"`
-	DatasetSize      int       `json:"dataset_size"`
-	SamplesPerMinute float64   `json:"samples_per_minute"`
-	LastError        string    `json:"last_error,omitempty"`
-	Restarts         int       `json:"restarts"`
-	StartedAt        time.Time `json:"started_at"`
-	LastHeartbeat    time.Time `json:"last_heartbeat"` // when the last batch reported progress
-}
+// firstRetryBackoff is the first wait after a batch ended on a failing provider; each
+// further one doubles, up to RunSettings.RetryBackoffCap.
+const firstRetryBackoff = 2 * time.Second
 
 // AnnotationRun works through the first Target samples of the dataset for one (annotator,
-// domain), a batch per activity, until done or stopped. Failure is a state: when a batch's
-// retries are spent the run waits, with its progress, for `reset` or `resume`.
-func AnnotationRun(ctx workflow.Context, in RunInput) (Status, error) {
-	r := &run{in: in}
+// domain), a batch per activity, until done or stopped. Waiting is a state, not a held
+// worker slot: for quota, for a failing provider, or, when something no retry fixes went
+// wrong, for `reset` or `resume`, always with the run's progress.
+func AnnotationRun(ctx workflow.Context, in contract.RunInput) (contract.Status, error) {
+	if workflow.GetVersion(ctx, coreVersion, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return legacyRun(ctx, in)
+	}
+	r := newRun(ctx, in)
+	return r.execute(ctx)
+}
+
+// newRun takes the state a continued run hands over, or starts afresh.
+func newRun(ctx workflow.Context, in contract.RunInput) run {
+	r := run{in: in}
 	if in.State != nil {
 		r.st = *in.State
 	} else {
 		now := workflow.Now(ctx)
-		r.st = RunState{NeedsProgress: true, StartedAt: now, RateSince: now}
+		r.st = contract.RunState{NeedsProgress: true, StartedAt: now, RateSince: now}
 	}
-	return r.execute(ctx)
+	return r
 }
 
 type run struct {
-	in            RunInput
-	st            RunState
+	in            contract.RunInput
+	st            contract.RunState
 	stop          bool
-	cancelBatch   workflow.CancelFunc // set while a batch runs
+	stopped       bool                // the loop has ended on stop
+	cancelBatch   workflow.CancelFunc // set while a batch runs: pause and stop cancel it
+	cancelWait    workflow.CancelFunc // set while the run waits on a timer: any control ends it
 	searchAttrsOn bool
 }
 
-func (r *run) execute(ctx workflow.Context) (Status, error) {
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return r.status(ctx), nil }); err != nil {
-		return Status{}, err
+func (r *run) execute(ctx workflow.Context) (contract.Status, error) {
+	if err := workflow.SetQueryHandler(ctx, contract.QueryStatus, func() (contract.Status, error) { return r.status(ctx), nil }); err != nil {
+		return contract.Status{}, err
+	}
+	if err := r.handleControls(ctx); err != nil {
+		return contract.Status{}, err
 	}
 	// Upserting a search attribute the namespace lacks fails the workflow task, so only runs
 	// started with them (the starter registers them first) keep RunStatus up to date.
-	_, r.searchAttrsOn = workflow.GetTypedSearchAttributes(ctx).GetKeyword(RunStatusKey)
+	_, r.searchAttrsOn = workflow.GetTypedSearchAttributes(ctx).GetKeyword(contract.RunStatusKey)
 	for {
-		r.drainSignals(ctx)
 		switch {
 		case r.stop:
-			r.setStatus(ctx, StatusStopped)
-			return r.status(ctx), nil
-		case r.st.Status == StatusFailed:
-			r.awaitSignal(ctx)
+			return r.finish(ctx, contract.StatusStopped)
+		case r.st.Status == contract.StatusFailed:
+			if r.idle(ctx, func() bool { return r.st.Status != contract.StatusFailed }) {
+				return r.continueAsNew(ctx)
+			}
 			continue
 		case r.st.Paused:
-			r.setStatus(ctx, StatusPaused)
-			r.awaitSignal(ctx)
+			r.setStatus(ctx, contract.StatusPaused)
+			if r.idle(ctx, func() bool { return !r.st.Paused }) {
+				return r.continueAsNew(ctx)
+			}
 			continue
 		}
-		if r.st.Status != StatusRunning {
+		if r.st.Status == contract.StatusPaused || r.st.Status == contract.StatusFailed || r.st.Status == "" {
 			r.st.RateSince, r.st.RateSamples = workflow.Now(ctx), 0
 		}
-		r.setStatus(ctx, StatusRunning)
+		r.setStatus(ctx, contract.StatusRunning)
 
 		if r.st.NeedsProgress || r.st.Position >= r.end() {
 			done, err := r.readProgress(ctx)
@@ -128,16 +96,39 @@ func (r *run) execute(ctx workflow.Context) (Status, error) {
 				continue
 			}
 			if done {
-				r.setStatus(ctx, StatusCompleted)
-				return r.status(ctx), nil
+				return r.finish(ctx, contract.StatusCompleted)
+			}
+			if r.stop || r.st.Paused {
+				continue
 			}
 		}
-		r.runBatch(ctx)
-
-		if continueAsNewDue(ctx, maxHistoryEvents) {
+		if wait := r.runBatch(ctx); wait != nil {
+			r.wait(ctx, wait)
+		}
+		if r.continueAsNewDue(ctx) {
 			return r.continueAsNew(ctx)
 		}
 	}
+}
+
+// idle blocks until resumed or stopped; it reports true when the run should continue as new
+// instead, its history having grown long while idle.
+func (r *run) idle(ctx workflow.Context, resumed func() bool) bool {
+	_ = workflow.Await(ctx, func() bool { return resumed() || r.stop || r.continueAsNewDue(ctx) })
+	return !resumed() && !r.stop
+}
+
+// continueAsNewDue: the history is long and no control Update is waiting for its answer.
+func (r *run) continueAsNewDue(ctx workflow.Context) bool {
+	return !r.stop && continueAsNewDue(ctx, maxHistoryEvents) && workflow.AllHandlersFinished(ctx)
+}
+
+// finish ends the run in a final status, once every control Update has its answer.
+func (r *run) finish(ctx workflow.Context, status string) (contract.Status, error) {
+	r.setStatus(ctx, status)
+	r.stopped = true
+	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	return r.status(ctx), nil
 }
 
 // end is the position after the last sample this run covers.
@@ -150,15 +141,15 @@ func (r *run) readProgress(ctx workflow.Context) (bool, error) {
 		StartToCloseTimeout: time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
 	})
-	var p activities.ProgressResult
-	err := workflow.ExecuteActivity(actx, activities.ProgressName,
-		activities.ProgressInput{Annotator: r.in.Annotator, Domain: r.in.Domain, Target: r.in.Target}).Get(ctx, &p)
+	var p contract.ProgressResult
+	err := workflow.ExecuteActivity(actx, contract.ProgressName,
+		contract.ProgressInput{Annotator: r.in.Annotator, Domain: r.in.Domain, Target: r.in.Target}).Get(ctx, &p)
 	if err != nil {
 		return false, err
 	}
 	r.st.Counts, r.st.DatasetSize, r.st.NeedsProgress = p.Counts, p.DatasetSize, false
 	if p.DatasetSize == 0 {
-		return false, temporal.NewNonRetryableApplicationError("no samples in the store: import a dataset, then reset the run", activities.ErrNoSamples, nil)
+		return false, temporal.NewNonRetryableApplicationError("no samples in the store: import a dataset, then reset the run", contract.ErrNoSamples, nil)
 	}
 	if p.FirstMissing < 0 {
 		r.st.Position = r.end()
@@ -168,209 +159,234 @@ func (r *run) readProgress(ctx workflow.Context) (bool, error) {
 	return false, nil
 }
 
-func (r *run) runBatch(ctx workflow.Context) {
+// runBatch runs one batch and takes in what it did; it returns the wait the batch asked for.
+func (r *run) runBatch(ctx workflow.Context) *contract.Wait {
 	bctx, cancel := workflow.WithCancel(ctx)
 	bctx = workflow.WithActivityOptions(bctx, workflow.ActivityOptions{
 		StartToCloseTimeout: r.in.Settings.BatchTimeout,
 		HeartbeatTimeout:    r.in.Settings.HeartbeatTimeout,
 		// Pause and stop wait for the sample in flight to be stored before the run settles.
 		WaitForCancellation: true,
+		// Attempts are not limited here: transient trouble (a killed worker, a wedged call,
+		// a worker shutdown) is retried for as long as it lasts, and the batch itself gives
+		// up after max_restart_attempts attempts that failed for other reasons.
 		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
+			InitialInterval:        200 * time.Millisecond,
 			BackoffCoefficient:     2,
-			MaximumInterval:        time.Minute,
-			MaximumAttempts:        int32(r.in.Settings.MaxRestartAttempts),
-			NonRetryableErrorTypes: activities.NonRetryable,
+			MaximumInterval:        r.backoffCap(),
+			NonRetryableErrorTypes: contract.NonRetryable,
 		},
 	})
-	in := activities.BatchInput{
-		Annotator: r.in.Annotator, Domain: r.in.Domain, Target: r.in.Target,
+	in := contract.BatchInput{
+		Annotator: r.in.Annotator, Domain: r.in.Domain, Target: r.in.Target, Carry: r.st.Carry,
 		From: r.st.Position, Count: min(r.in.Settings.BatchSize, r.end()-r.st.Position),
 	}
-	fut := workflow.ExecuteActivity(bctx, activities.AnnotateBatchName, in)
 	r.cancelBatch = cancel
-	for !fut.IsReady() {
-		sel := workflow.NewSelector(ctx)
-		sel.AddFuture(fut, func(workflow.Future) {})
-		r.addSignals(ctx, sel)
-		sel.Select(ctx)
-	}
+	var res contract.BatchResult
+	err := workflow.ExecuteActivity(bctx, contract.AnnotateBatchName, in).Get(ctx, &res)
 	r.cancelBatch = nil
 	cancel()
 
-	var res activities.BatchResult
-	err := fut.Get(ctx, &res)
-	var canceled *temporal.CanceledError
 	switch {
-	case errors.As(err, &canceled):
-		// Paused or stopped mid-batch: the samples stored so far are counted from the store.
-		r.st.NeedsProgress = true
-	case isDailyQuota(err):
-		r.waitForQuota(ctx, err)
+	case err != nil && (r.st.Paused || r.stop):
+		// Paused or stopped mid-batch, whether the attempt ended cancelled, timed out or
+		// failed: the samples stored so far are counted from the store.
+		r.refresh(ctx)
 	case err != nil:
+		r.refresh(ctx)
 		r.fail(ctx, err)
 	default:
 		now := workflow.Now(ctx)
-		r.st.Position, r.st.Counts, r.st.DatasetSize = res.Next, res.Counts, res.DatasetSize
+		r.st.Position, r.st.Counts, r.st.DatasetSize, r.st.Carry = res.Next, res.Counts, res.DatasetSize, res.Carry
 		r.st.Restarts += int(res.Attempt) - 1
-		r.st.LastProgress = now
 		r.st.RateSamples += res.Stored
 		if minutes := now.Sub(r.st.RateSince).Minutes(); minutes > 0 {
 			r.st.SamplesPerMinute = float64(r.st.RateSamples) / minutes
 		}
+		if res.Stored > 0 {
+			r.st.LastProgress = now
+		}
+		if res.Wait == nil || res.Stored > 0 {
+			r.st.Outages = 0
+			r.st.LastError = ""
+		}
+		return res.Wait
+	}
+	return nil
+}
+
+// refresh reads the counts a failed or cancelled batch leaves behind, so the status shows
+// them in every state; if that fails too, they are read before the next batch.
+func (r *run) refresh(ctx workflow.Context) {
+	if _, err := r.readProgress(ctx); err != nil {
+		r.st.NeedsProgress = true
 	}
 }
 
-func isDailyQuota(err error) bool {
-	var app *temporal.ApplicationError
-	return errors.As(err, &app) && app.Type() == activities.ErrDailyQuota
+func (r *run) backoffCap() time.Duration {
+	if c := r.in.Settings.RetryBackoffCap; c > 0 {
+		return c
+	}
+	return contract.DefaultRetryBackoffCap
 }
 
-// waitForQuota waits on a durable timer until the day's quota returns: no activity and no
-// worker slot is held meanwhile, and the wait survives worker and server restarts. Pause and
-// stop still work while it waits.
-func (r *run) waitForQuota(ctx workflow.Context, err error) {
-	var app *temporal.ApplicationError
-	errors.As(err, &app)
-	var reset time.Time
-	if app.Details(&reset) != nil || reset.IsZero() {
-		reset = workflow.Now(ctx).Add(time.Hour)
+// wait sleeps on a durable timer: no activity and no worker slot is held meanwhile, and the
+// wait survives worker and server restarts. Any control ends it early.
+func (r *run) wait(ctx workflow.Context, w *contract.Wait) {
+	if r.st.Paused || r.stop {
+		return // a control arrived while the batch ended; the loop applies it first
 	}
-	r.st.LastError = fmt.Sprintf("%s; waiting until %s", app.Message(), reset.UTC().Format(time.RFC3339))
-	r.st.NeedsProgress = true
-	r.setStatus(ctx, StatusWaitingQuota)
+	now := workflow.Now(ctx)
+	until := w.Until
+	if w.Status == contract.StatusWaitingRetry {
+		r.st.Outages++
+		r.st.Restarts++
+		until = now.Add(min(r.backoffCap(), firstRetryBackoff<<min(r.st.Outages-1, 20)))
+	}
+	r.st.LastError, r.st.NextTry = w.Reason, until
+	r.setStatus(ctx, w.Status)
 	wctx, cancel := workflow.WithCancel(ctx)
-	defer cancel()
-	timer := workflow.NewTimer(wctx, reset.Sub(workflow.Now(ctx)))
-	for !timer.IsReady() && !r.stop && !r.st.Paused {
-		sel := workflow.NewSelector(ctx)
-		sel.AddFuture(timer, func(workflow.Future) {})
-		r.addSignals(ctx, sel)
-		sel.Select(ctx)
-	}
-	if timer.IsReady() {
+	r.cancelWait = cancel
+	_ = workflow.NewTimer(wctx, until.Sub(now)).Get(wctx, nil)
+	r.cancelWait = nil
+	cancel()
+	r.st.NextTry = time.Time{}
+	if w.Status == contract.StatusWaitingQuota {
 		r.st.LastError = ""
 	}
 }
 
 func (r *run) fail(ctx workflow.Context, err error) {
 	r.st.LastError = errorMessage(err)
+	var app *temporal.ApplicationError
+	var attempt int32
+	if errors.As(err, &app) && app.Details(&attempt) == nil && attempt > 1 {
+		r.st.Restarts += int(attempt) - 1
+	}
 	r.st.NeedsProgress = true
 	r.st.SamplesPerMinute = 0
-	r.setStatus(ctx, StatusFailed)
+	r.setStatus(ctx, contract.StatusFailed)
 	workflow.GetLogger(ctx).Warn("Run failed; waiting for reset or resume", "error", r.st.LastError)
 }
 
-// errorMessage is the cause a person can act on, without the activity wrapper's noise.
-func errorMessage(err error) string {
-	var app *temporal.ApplicationError
-	if errors.As(err, &app) {
-		if app.Type() != "" && !app.NonRetryable() {
-			return app.Type() + ": " + app.Message()
+// handleControls takes the controls both as signals (for the temporal CLI) and as Updates
+// (for callers that want the outcome). Each is applied the moment it is delivered, by the
+// same code, so they take effect in the order they were sent; a signal with a bad payload is
+// logged and ignored, an Update with one is refused, and neither changes anything.
+func (r *run) handleControls(ctx workflow.Context) error {
+	for _, name := range contract.Controls {
+		err := workflow.SetUpdateHandlerWithOptions(ctx, name,
+			func(ctx workflow.Context, arg json.RawMessage) (contract.Status, error) {
+				if err := r.apply(ctx, name, arg); err != nil {
+					return contract.Status{}, err
+				}
+				r.settle(ctx, name)
+				return r.status(ctx), nil
+			},
+			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, arg json.RawMessage) error {
+				return r.validate(name, arg)
+			}})
+		if err != nil {
+			return err
 		}
-		return app.Message()
 	}
-	var timeout *temporal.TimeoutError
-	if errors.As(err, &timeout) {
-		if timeout.TimeoutType() == enumspb.TIMEOUT_TYPE_HEARTBEAT {
-			return "no progress within the heartbeat timeout (the batch was stuck)"
-		}
-		return "batch timed out (" + timeout.TimeoutType().String() + ")"
-	}
-	return err.Error()
-}
-
-// awaitSignal blocks until a signal arrives and applies it.
-func (r *run) awaitSignal(ctx workflow.Context) {
+	// One selector over every control signal: the first signal of a workflow task reaches it
+	// as it is delivered and the rest are picked up right after, so a resume followed by a
+	// pause is not applied the other way round, as draining the channels one by one would.
 	sel := workflow.NewSelector(ctx)
-	r.addSignals(ctx, sel)
-	sel.Select(ctx)
-}
-
-func (r *run) signalNames() []string {
-	return []string{SignalPause, SignalResume, SignalStop, SignalReset, SignalTarget}
-}
-
-func (r *run) addSignals(ctx workflow.Context, sel workflow.Selector) {
-	for _, name := range r.signalNames() {
+	for _, name := range contract.Controls {
 		sel.AddReceive(workflow.GetSignalChannel(ctx, name), func(c workflow.ReceiveChannel, _ bool) {
-			r.receive(ctx, c, name)
+			var arg json.RawMessage
+			if !c.ReceiveAsync(&arg) {
+				return
+			}
+			if err := r.validate(name, arg); err != nil {
+				workflow.GetLogger(ctx).Warn("Ignoring a control signal with a bad payload", "signal", name, "error", err)
+				return
+			}
+			_ = r.apply(ctx, name, arg)
 		})
 	}
-}
-
-// drainSignals applies every signal already delivered, without blocking.
-func (r *run) drainSignals(ctx workflow.Context) {
-	for _, name := range r.signalNames() {
-		c := workflow.GetSignalChannel(ctx, name)
-		for r.receiveAsync(ctx, c, name) {
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			sel.Select(ctx)
 		}
-	}
+	})
+	return nil
 }
 
-func (r *run) receive(ctx workflow.Context, c workflow.ReceiveChannel, name string) {
-	var target int
-	if name == SignalTarget {
-		c.Receive(ctx, &target)
-	} else {
-		c.Receive(ctx, nil)
+func (r *run) validate(name string, arg json.RawMessage) error {
+	if name == contract.SignalTarget {
+		_, err := contract.ParseTarget(arg)
+		return err
 	}
-	r.apply(ctx, name, target)
+	return nil
 }
 
-func (r *run) receiveAsync(ctx workflow.Context, c workflow.ReceiveChannel, name string) bool {
-	var target int
-	var ok bool
-	if name == SignalTarget {
-		ok = c.ReceiveAsync(&target)
-	} else {
-		ok = c.ReceiveAsync(nil)
-	}
-	if ok {
-		r.apply(ctx, name, target)
-	}
-	return ok
-}
-
-func (r *run) apply(ctx workflow.Context, name string, target int) {
-	logger := workflow.GetLogger(ctx)
-	logger.Info("Signal received", "signal", name)
+// apply changes the run as control name says.
+func (r *run) apply(ctx workflow.Context, name string, arg json.RawMessage) error {
+	workflow.GetLogger(ctx).Info("Control received", "control", name)
 	switch name {
-	case SignalPause:
+	case contract.SignalPause:
 		r.st.Paused = true
-		r.cancelRunningBatch()
-	case SignalStop:
+		r.interrupt(true)
+	case contract.SignalStop:
 		r.stop = true
-		r.cancelRunningBatch()
-	case SignalResume:
+		r.interrupt(true)
+	case contract.SignalResume:
 		r.st.Paused = false
-		if r.st.Status == StatusFailed {
+		if r.st.Status == contract.StatusFailed {
 			r.clearFailure()
 		}
-	case SignalReset:
+		r.interrupt(false)
+	case contract.SignalReset:
 		r.clearFailure()
-	case SignalTarget:
-		if target < 0 {
-			logger.Warn("Ignoring negative target", "target", target)
-			return
+		r.interrupt(false)
+	case contract.SignalTarget:
+		target, err := contract.ParseTarget(arg)
+		if err != nil {
+			return err
 		}
 		r.in.Target = target
 		r.st.NeedsProgress = true
 	}
+	return nil
 }
 
-func (r *run) cancelRunningBatch() {
-	if r.cancelBatch != nil {
+// interrupt ends a wait, and with batch also the batch in flight (after its call in flight
+// is stored).
+func (r *run) interrupt(batch bool) {
+	if r.cancelWait != nil {
+		r.cancelWait()
+	}
+	if batch && r.cancelBatch != nil {
 		r.cancelBatch()
 	}
 }
 
+// settle lets a pause or stop Update answer once it has taken effect: no call is in flight
+// any more and none will start.
+func (r *run) settle(ctx workflow.Context, name string) {
+	switch name {
+	case contract.SignalPause:
+		_ = workflow.Await(ctx, func() bool {
+			return r.st.Status == contract.StatusPaused || !r.st.Paused || r.stop || r.stopped
+		})
+	case contract.SignalStop:
+		_ = workflow.Await(ctx, func() bool { return r.stopped })
+	case contract.SignalReset, contract.SignalResume:
+		// A failed run's status is cleared; answer with the one it moves on to.
+		_ = workflow.Await(ctx, func() bool { return r.st.Status != "" || r.stopped })
+	}
+}
+
 func (r *run) clearFailure() {
-	if r.st.Status == StatusFailed {
-		r.st.Status = StatusPaused // anything but failed; the loop sets the real status next
+	if r.st.Status == contract.StatusFailed {
+		r.st.Status = "" // the loop sets the real status next
 		r.st.Restarts++
 	}
 	r.st.LastError = ""
+	r.st.Outages = 0
 	r.st.NeedsProgress = true
 }
 
@@ -379,32 +395,26 @@ func (r *run) setStatus(ctx workflow.Context, status string) {
 		return
 	}
 	r.st.Status = status
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — annotator %s, %s", status, r.in.Annotator, r.in.Domain))
 	if r.searchAttrsOn {
-		if err := workflow.UpsertTypedSearchAttributes(ctx, RunStatusKey.ValueSet(status)); err != nil {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, contract.RunStatusKey.ValueSet(status)); err != nil {
 			workflow.GetLogger(ctx).Warn("Could not update the RunStatus search attribute", "error", err)
 		}
 	}
 }
 
-// continueAsNew hands the state to a fresh run. Signals still buffered would be lost, so they
-// are applied first; a stop among them ends the run here instead.
-func (r *run) continueAsNew(ctx workflow.Context) (Status, error) {
-	r.drainSignals(ctx)
-	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
-	r.drainSignals(ctx)
-	if r.stop {
-		r.setStatus(ctx, StatusStopped)
-		return r.status(ctx), nil
-	}
+// continueAsNew hands the state to a fresh run; it is called only once every control
+// Update has its answer, and signals are applied as they arrive, so nothing is lost.
+func (r *run) continueAsNew(ctx workflow.Context) (contract.Status, error) {
 	st := r.st
 	in := r.in
 	in.State = &st
-	return Status{}, workflow.NewContinueAsNewError(ctx, AnnotationRunName, in)
+	return contract.Status{}, workflow.NewContinueAsNewError(ctx, contract.AnnotationRunName, in)
 }
 
-func (r *run) status(ctx workflow.Context) Status {
+func (r *run) status(ctx workflow.Context) contract.Status {
 	c := r.st.Counts
-	return Status{
+	return contract.Status{
 		WorkflowID:       workflow.GetInfo(ctx).WorkflowExecution.ID,
 		Annotator:        r.in.Annotator,
 		Domain:           string(r.in.Domain),
@@ -421,5 +431,6 @@ func (r *run) status(ctx workflow.Context) Status {
 		Restarts:         r.st.Restarts,
 		StartedAt:        r.st.StartedAt,
 		LastHeartbeat:    r.st.LastProgress,
+		NextTry:          r.st.NextTry,
 	}
 }

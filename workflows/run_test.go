@@ -3,6 +3,8 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,9 +15,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/mhannotator/mha/activities"
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/labels"
-	"github.com/mhannotator/mha/internal/store"
 )
 
 // fakeStore stands in for the store behind the activities: which positions are annotated.
@@ -26,23 +27,24 @@ type fakeStore struct {
 	ran     []time.Time // workflow time at which each batch did its work
 	failFor int         // fail this many batch calls before succeeding
 	failErr error
+	waits   []*contract.Wait // the next batches end at once asking for these waits
 	calls   int
 }
 
 func newFakeStore(size int) *fakeStore { return &fakeStore{size: size, done: map[int]bool{}} }
 
-func (f *fakeStore) counts(target int) store.Counts {
+func (f *fakeStore) counts(target int) contract.Counts {
 	n := 0
 	for p := range f.done {
 		if p < min(target, f.size) {
 			n++
 		}
 	}
-	return store.Counts{OK: n}
+	return contract.Counts{OK: n}
 }
 
-func (f *fakeStore) progress(_ context.Context, in activities.ProgressInput) (activities.ProgressResult, error) {
-	res := activities.ProgressResult{Counts: f.counts(in.Target), DatasetSize: f.size, FirstMissing: -1}
+func (f *fakeStore) progress(_ context.Context, in contract.ProgressInput) (contract.ProgressResult, error) {
+	res := contract.ProgressResult{Counts: f.counts(in.Target), DatasetSize: f.size, FirstMissing: -1}
 	for p := 0; p < min(in.Target, f.size); p++ {
 		if !f.done[p] {
 			res.FirstMissing = p
@@ -52,12 +54,18 @@ func (f *fakeStore) progress(_ context.Context, in activities.ProgressInput) (ac
 	return res, nil
 }
 
-func (f *fakeStore) batch(ctx context.Context, in activities.BatchInput) (activities.BatchResult, error) {
+func (f *fakeStore) batch(ctx context.Context, in contract.BatchInput) (contract.BatchResult, error) {
 	f.calls++
 	f.ran = append(f.ran, f.env.Now())
 	if f.failFor > 0 {
 		f.failFor--
-		return activities.BatchResult{}, f.failErr
+		return contract.BatchResult{}, f.failErr
+	}
+	if len(f.waits) > 0 {
+		w := f.waits[0]
+		f.waits = f.waits[1:]
+		return contract.BatchResult{Next: in.From, Counts: f.counts(in.Target), DatasetSize: f.size, Wait: w,
+			Attempt: activity.GetInfo(ctx).Attempt}, nil
 	}
 	stored := 0
 	for p := in.From; p < in.From+in.Count; p++ {
@@ -66,7 +74,7 @@ func (f *fakeStore) batch(ctx context.Context, in activities.BatchInput) (activi
 			stored++
 		}
 	}
-	return activities.BatchResult{Next: in.From + in.Count, Stored: stored, Counts: f.counts(in.Target),
+	return contract.BatchResult{Next: in.From + in.Count, Stored: stored, Counts: f.counts(in.Target),
 		DatasetSize: f.size, Attempt: activity.GetInfo(ctx).Attempt}, nil
 }
 
@@ -76,20 +84,20 @@ func newEnv(t *testing.T, f *fakeStore) *testsuite.TestWorkflowEnvironment {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	f.env = env
-	env.RegisterWorkflowWithOptions(AnnotationRun, workflow.RegisterOptions{Name: AnnotationRunName})
-	env.RegisterActivityWithOptions(f.progress, activity.RegisterOptions{Name: activities.ProgressName})
-	env.RegisterActivityWithOptions(f.batch, activity.RegisterOptions{Name: activities.AnnotateBatchName})
-	env.OnActivity(activities.AnnotateBatchName, mock.Anything, mock.Anything).Return(f.batch).After(time.Minute)
+	env.RegisterWorkflowWithOptions(AnnotationRun, workflow.RegisterOptions{Name: contract.AnnotationRunName})
+	env.RegisterActivityWithOptions(f.progress, activity.RegisterOptions{Name: contract.ProgressName})
+	env.RegisterActivityWithOptions(f.batch, activity.RegisterOptions{Name: contract.AnnotateBatchName})
+	env.OnActivity(contract.AnnotateBatchName, mock.Anything, mock.Anything).Return(f.batch).After(time.Minute)
 	env.SetTestTimeout(30 * time.Second)
 	return env
 }
 
-func input(target int) RunInput {
-	return RunInput{Annotator: "1", Domain: labels.Urgency, Target: target, Settings: RunSettings{
+func input(target int) contract.RunInput {
+	return contract.RunInput{Annotator: "1", Domain: labels.Urgency, Target: target, Settings: contract.RunSettings{
 		BatchSize: 10, HeartbeatTimeout: 10 * time.Second, BatchTimeout: time.Hour, MaxRestartAttempts: 3}}
 }
 
-func result(t *testing.T, env *testsuite.TestWorkflowEnvironment) Status {
+func result(t *testing.T, env *testsuite.TestWorkflowEnvironment) contract.Status {
 	t.Helper()
 	if !env.IsWorkflowCompleted() {
 		t.Fatal("workflow did not complete")
@@ -97,20 +105,20 @@ func result(t *testing.T, env *testsuite.TestWorkflowEnvironment) Status {
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}
-	var st Status
+	var st contract.Status
 	if err := env.GetWorkflowResult(&st); err != nil {
 		t.Fatal(err)
 	}
 	return st
 }
 
-func query(t *testing.T, env *testsuite.TestWorkflowEnvironment) Status {
+func query(t *testing.T, env *testsuite.TestWorkflowEnvironment) contract.Status {
 	t.Helper()
-	v, err := env.QueryWorkflow(QueryStatus)
+	v, err := env.QueryWorkflow(contract.QueryStatus)
 	if err != nil {
 		t.Fatalf("query: %v", err)
 	}
-	var st Status
+	var st contract.Status
 	if err := v.Get(&st); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +130,7 @@ func TestRunWorksThroughTheTargetInBatchesAndCompletes(t *testing.T) {
 	env := newEnv(t, f)
 	env.ExecuteWorkflow(AnnotationRun, input(35))
 	st := result(t, env)
-	if st.Status != StatusCompleted || st.Completed != 35 || st.Target != 35 || st.DatasetSize != 100 {
+	if st.Status != contract.StatusCompleted || st.Completed != 35 || st.Target != 35 || st.DatasetSize != 100 {
 		t.Fatalf("status = %+v, want completed 35/35", st)
 	}
 	if f.calls != 4 {
@@ -137,7 +145,7 @@ func TestRunStopsAtTheEndOfAShortDataset(t *testing.T) {
 	f := newFakeStore(12)
 	env := newEnv(t, f)
 	env.ExecuteWorkflow(AnnotationRun, input(50))
-	if st := result(t, env); st.Status != StatusCompleted || st.Completed != 12 || f.calls != 2 {
+	if st := result(t, env); st.Status != contract.StatusCompleted || st.Completed != 12 || f.calls != 2 {
 		t.Fatalf("status = %+v after %d batches, want completed with the 12 samples there are", st, f.calls)
 	}
 }
@@ -157,13 +165,13 @@ func TestRunResumesFromStoredProgress(t *testing.T) {
 func TestPauseStartsNoBatchUntilResume(t *testing.T) {
 	f := newFakeStore(100)
 	env := newEnv(t, f)
-	var paused Status
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPause, nil) }, 150*time.Second)
+	var paused contract.Status
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalPause, nil) }, 150*time.Second)
 	env.RegisterDelayedCallback(func() { paused = query(t, env) }, 30*time.Minute)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalResume, nil) }, time.Hour)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalResume, nil) }, time.Hour)
 	env.ExecuteWorkflow(AnnotationRun, input(50))
 	st := result(t, env)
-	if paused.Status != StatusPaused {
+	if paused.Status != contract.StatusPaused {
 		t.Fatalf("status while paused = %q, want paused", paused.Status)
 	}
 	// Batches work at the end of their minute: the first at 1m, the second at 2m, and the
@@ -174,7 +182,7 @@ func TestPauseStartsNoBatchUntilResume(t *testing.T) {
 			t.Fatalf("a batch did work %s into the run, while it was paused (times %v)", at, f.ran)
 		}
 	}
-	if st.Status != StatusCompleted || st.Completed != 50 {
+	if st.Status != contract.StatusCompleted || st.Completed != 50 {
 		t.Fatalf("final status = %+v, want completed 50", st)
 	}
 }
@@ -182,11 +190,11 @@ func TestPauseStartsNoBatchUntilResume(t *testing.T) {
 func TestStopWhilePausedStopsTheRun(t *testing.T) {
 	f := newFakeStore(100)
 	env := newEnv(t, f)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPause, nil) }, 90*time.Second)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, nil) }, 10*time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalPause, nil) }, 90*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalStop, nil) }, 10*time.Minute)
 	env.ExecuteWorkflow(AnnotationRun, input(100))
 	st := result(t, env)
-	if st.Status != StatusStopped {
+	if st.Status != contract.StatusStopped {
 		t.Fatalf("status = %q, want stopped", st.Status)
 	}
 	if st.Completed >= 100 || f.calls > 2 {
@@ -197,51 +205,50 @@ func TestStopWhilePausedStopsTheRun(t *testing.T) {
 func TestStopEndsARunningRun(t *testing.T) {
 	f := newFakeStore(100)
 	env := newEnv(t, f)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, nil) }, 150*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalStop, nil) }, 150*time.Second)
 	env.ExecuteWorkflow(AnnotationRun, input(100))
 	// The third batch was in flight at the stop and was cancelled; no fourth one started.
-	if st := result(t, env); st.Status != StatusStopped || f.calls != 2 || st.Completed != 20 {
+	if st := result(t, env); st.Status != contract.StatusStopped || f.calls != 2 || st.Completed != 20 {
 		t.Fatalf("status = %+v after %d batches, want stopped during batch 3", st, f.calls)
 	}
 }
 
-func TestSpentRetriesLeaveARunFailedWithItsProgressUntilReset(t *testing.T) {
+func TestABatchThatGivesUpLeavesTheRunFailedWithItsProgressUntilReset(t *testing.T) {
 	f := newFakeStore(40)
 	env := newEnv(t, f)
-	var failed Status
+	var failed contract.Status
 	env.RegisterDelayedCallback(func() {
-		// From the second batch on, every attempt fails until the retries are spent.
-		f.failFor, f.failErr = 3, errors.New("provider overloaded")
+		// The second batch gives up after its third attempt.
+		f.failFor = 1
+		f.failErr = temporal.NewApplicationErrorWithOptions("3 attempts in a row failed without storing anything: disk full",
+			contract.ErrGaveUp, temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{int32(3)}})
 	}, 90*time.Second)
 	env.RegisterDelayedCallback(func() { failed = query(t, env) }, 2*time.Hour)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalReset, nil) }, 3*time.Hour)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalReset, nil) }, 3*time.Hour)
 	env.ExecuteWorkflow(AnnotationRun, input(40))
 	st := result(t, env)
-	if failed.Status != StatusFailed || failed.Completed != 10 {
-		t.Fatalf("status after retries = %+v, want failed with the first batch's 10 samples kept", failed)
+	if failed.Status != contract.StatusFailed || failed.Completed != 10 || failed.Restarts != 2 {
+		t.Fatalf("status after giving up = %+v, want failed with the first batch's 10 samples and 2 restarts", failed)
 	}
-	if failed.LastError == "" {
-		t.Fatal("failed status has no last error")
+	if !strings.Contains(failed.LastError, "disk full") {
+		t.Fatalf("failed status says %q, want the cause", failed.LastError)
 	}
-	if f.calls != 1+3+3 {
-		t.Fatalf("batch calls = %d, want 1 + 3 failing attempts + 3 after reset", f.calls)
-	}
-	if st.Status != StatusCompleted || st.Completed != 40 || st.LastError != "" || st.Restarts < 1 {
-		t.Fatalf("final status = %+v, want completed with the failure cleared and counted as a restart", st)
+	if st.Status != contract.StatusCompleted || st.Completed != 40 || st.LastError != "" || st.Restarts != 3 {
+		t.Fatalf("final status = %+v, want completed with the failure cleared and the reset counted", st)
 	}
 }
 
 func TestNonRetryableErrorsFailAtOnce(t *testing.T) {
 	f := newFakeStore(40)
 	f.failFor = 1
-	f.failErr = temporal.NewNonRetryableApplicationError("API key not valid", activities.ErrInvalidKey, nil)
+	f.failErr = temporal.NewNonRetryableApplicationError("API key not valid", contract.ErrInvalidKey, nil)
 	env := newEnv(t, f)
-	var failed Status
+	var failed contract.Status
 	env.RegisterDelayedCallback(func() { failed = query(t, env) }, time.Hour)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, nil) }, 2*time.Hour)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalStop, nil) }, 2*time.Hour)
 	env.ExecuteWorkflow(AnnotationRun, input(40))
 	result(t, env)
-	if f.calls != 1 || failed.Status != StatusFailed || failed.LastError != "API key not valid" {
+	if f.calls != 1 || failed.Status != contract.StatusFailed || failed.LastError != "API key not valid" {
 		t.Fatalf("after %d calls status = %+v; want failed after one attempt with the key error", f.calls, failed)
 	}
 }
@@ -249,7 +256,7 @@ func TestNonRetryableErrorsFailAtOnce(t *testing.T) {
 func TestTargetSignalChangesWhereTheRunEnds(t *testing.T) {
 	f := newFakeStore(100)
 	env := newEnv(t, f)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalTarget, 55) }, 90*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalTarget, 55) }, 90*time.Second)
 	env.ExecuteWorkflow(AnnotationRun, input(30))
 	if st := result(t, env); st.Target != 55 || st.Completed != 55 {
 		t.Fatalf("status = %+v, want completed at the new target 55", st)
@@ -260,14 +267,14 @@ func TestContinueAsNewCarriesCountsAndPendingSignals(t *testing.T) {
 	f := newFakeStore(100)
 	env := newEnv(t, f)
 	env.SetContinueAsNewSuggested(true)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalTarget, 70) }, 30*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalTarget, 70) }, 30*time.Second)
 	env.ExecuteWorkflow(AnnotationRun, input(50))
 	err := env.GetWorkflowError()
 	var can *workflow.ContinueAsNewError
 	if !errors.As(err, &can) {
 		t.Fatalf("workflow ended with %v, want continue-as-new", err)
 	}
-	var next RunInput
+	var next contract.RunInput
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
 		t.Fatal(err)
 	}
@@ -284,41 +291,157 @@ func TestContinueAsNewCarriesCountsAndPendingSignals(t *testing.T) {
 }
 
 func TestRunIDsRoundTrip(t *testing.T) {
-	id := RunID("annotator-7", labels.Redressal)
-	a, d, err := ParseRunID(id)
+	id := contract.RunID("annotator-7", labels.Redressal)
+	a, d, err := contract.ParseRunID(id)
 	if id != "annotation-annotator-7-redressal" || err != nil || a != "annotator-7" || d != labels.Redressal {
-		t.Fatalf("RunID/ParseRunID = %q -> %q %q %v", id, a, d, err)
+		t.Fatalf("contract.RunID/contract.ParseRunID = %q -> %q %q %v", id, a, d, err)
 	}
-	if _, _, err := ParseRunID("annotation-1-mood"); err == nil {
-		t.Fatal("ParseRunID accepted an unknown domain")
+	if _, _, err := contract.ParseRunID("annotation-1-mood"); err == nil {
+		t.Fatal("contract.ParseRunID accepted an unknown domain")
 	}
 }
 
-func TestSpentDailyQuotaWaitsOnATimerUntilTheReset(t *testing.T) {
+func TestAWaitForQuotaSleepsOnATimerWithCurrentCounts(t *testing.T) {
 	f := newFakeStore(30)
 	env := newEnv(t, f)
 	var reset time.Time
 	env.RegisterDelayedCallback(func() {
 		reset = env.Now().Add(5 * time.Hour)
-		f.failFor = 1
-		f.failErr = temporal.NewApplicationErrorWithOptions("quota", activities.ErrDailyQuota,
-			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{reset}})
+		f.waits = []*contract.Wait{{Until: reset, Status: contract.StatusWaitingQuota, Reason: "requests_per_day spent"}}
 	}, 90*time.Second)
-	var waiting Status
+	var waiting contract.Status
 	env.RegisterDelayedCallback(func() { waiting = query(t, env) }, 3*time.Hour)
 	env.ExecuteWorkflow(AnnotationRun, input(30))
 	st := result(t, env)
-	if waiting.Status != StatusWaitingQuota || waiting.Completed != 10 {
-		t.Fatalf("status during the wait = %+v, want waiting_quota with 10 done", waiting)
+	if waiting.Status != contract.StatusWaitingQuota || waiting.Completed != 10 || !waiting.NextTry.Equal(reset) {
+		t.Fatalf("status during the wait = %+v, want waiting_quota with 10 done and the next try at %s", waiting, reset)
 	}
-	if st.Status != StatusCompleted || st.Completed != 30 {
+	if st.Status != contract.StatusCompleted || st.Completed != 30 {
 		t.Fatalf("final status = %+v, want completed", st)
 	}
-	// The batches after the failed one did their work only after the reset.
 	if last := f.ran[len(f.ran)-1]; last.Before(reset) {
 		t.Fatalf("last batch worked at %s, before the quota reset at %s", last, reset)
 	}
-	if f.calls != 4 {
-		t.Fatalf("batch calls = %d, want 4: one ok, one refused, two after the reset", f.calls)
+}
+
+func TestAFailingProviderIsRetriedWithCappedBackoffAndNeverFailsTheRun(t *testing.T) {
+	f := newFakeStore(20)
+	env := newEnv(t, f)
+	for range 8 {
+		f.waits = append(f.waits, &contract.Wait{Status: contract.StatusWaitingRetry, Reason: "provider: unavailable (HTTP 503)"})
+	}
+	var waiting contract.Status
+	env.RegisterDelayedCallback(func() { waiting = query(t, env) }, 61*time.Second) // during the first 2 s wait
+	in := input(20)
+	in.Settings.RetryBackoffCap = 30 * time.Second
+	env.ExecuteWorkflow(AnnotationRun, in)
+	st := result(t, env)
+	if waiting.Status != contract.StatusWaitingRetry || !strings.Contains(waiting.LastError, "503") || waiting.NextTry.IsZero() {
+		t.Fatalf("status during the outage = %+v, want waiting_retry with the error and the next try", waiting)
+	}
+	if st.Status != contract.StatusCompleted || st.Completed != 20 || st.Restarts != 8 || st.LastError != "" {
+		t.Fatalf("final status = %+v, want completed after 8 retries", st)
+	}
+	// Back-off 2, 4, 8, 16, then capped at 30 s: the gaps between tries never exceed the cap.
+	for i := 1; i < len(f.ran); i++ {
+		if gap := f.ran[i].Sub(f.ran[i-1]); gap > 30*time.Second+time.Minute {
+			t.Fatalf("gap of %s between tries %d and %d, above the 30 s cap (+1 min batch)", gap, i-1, i)
+		}
+	}
+}
+
+func TestBadTargetPayloadsChangeNothingAndALaterStopWorks(t *testing.T) {
+	for _, payload := range []any{nil, "forty", -5, map[string]int{"n": 3}} {
+		t.Run(fmt.Sprint(payload), func(t *testing.T) {
+			f := newFakeStore(100)
+			env := newEnv(t, f)
+			var after contract.Status
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalTarget, payload) }, 30*time.Second)
+			env.RegisterDelayedCallback(func() { after = query(t, env) }, 40*time.Second)
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalStop, nil) }, 150*time.Second)
+			env.ExecuteWorkflow(AnnotationRun, input(60))
+			st := result(t, env)
+			if after.Target != 60 || after.Status != contract.StatusRunning {
+				t.Fatalf("after target %v: %+v, want target 60 and running", payload, after)
+			}
+			if st.Status != contract.StatusStopped || st.Completed != 20 {
+				t.Fatalf("final status = %+v, want stopped during batch 3", st)
+			}
+		})
+	}
+}
+
+func TestANumericStringTargetIsTaken(t *testing.T) {
+	f := newFakeStore(100)
+	env := newEnv(t, f)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalTarget, "25") }, 30*time.Second)
+	env.ExecuteWorkflow(AnnotationRun, input(60))
+	if st := result(t, env); st.Status != contract.StatusCompleted || st.Target != 25 || st.Completed != 25 {
+		t.Fatalf("status = %+v, want completed at target 25", st)
+	}
+}
+
+func TestResumeThenPauseInOneTaskEndsPaused(t *testing.T) {
+	f := newFakeStore(100)
+	env := newEnv(t, f)
+	var st contract.Status
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalPause, nil) }, 30*time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(contract.SignalResume, nil)
+		env.SignalWorkflow(contract.SignalPause, nil)
+	}, 10*time.Minute)
+	env.RegisterDelayedCallback(func() { st = query(t, env) }, 20*time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalStop, nil) }, 30*time.Minute)
+	env.ExecuteWorkflow(AnnotationRun, input(100))
+	result(t, env)
+	if st.Status != contract.StatusPaused {
+		t.Fatalf("after resume then pause: %q, want paused", st.Status)
+	}
+}
+
+// update sends a control Update; its answer or refusal lands in st and outcome when the
+// workflow gives it.
+func update(env *testsuite.TestWorkflowEnvironment, name string, arg any, st *contract.Status, outcome *error) {
+	var args []any
+	if arg != nil {
+		args = []any{arg}
+	}
+	env.UpdateWorkflow(name, fmt.Sprint(name, "-", arg), &testsuite.TestUpdateCallback{
+		OnReject: func(err error) { *outcome = err },
+		OnAccept: func() {},
+		OnComplete: func(v any, err error) {
+			if err != nil {
+				*outcome = err
+				return
+			}
+			if p, ok := v.(contract.Status); ok {
+				*st = p
+			}
+		},
+	}, args...)
+}
+
+func TestControlUpdatesValidateAndAnswerWithTheSettledStatus(t *testing.T) {
+	f := newFakeStore(100)
+	env := newEnv(t, f)
+	var refused, target, pause error
+	var ignored, paused, retargeted contract.Status
+	env.RegisterDelayedCallback(func() { update(env, contract.SignalTarget, "lots", &ignored, &refused) }, 30*time.Second)
+	env.RegisterDelayedCallback(func() { update(env, contract.SignalTarget, 45, &retargeted, &target) }, 40*time.Second)
+	env.RegisterDelayedCallback(func() { update(env, contract.SignalPause, nil, &paused, &pause) }, 90*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalResume, nil) }, time.Hour)
+	env.ExecuteWorkflow(AnnotationRun, input(60))
+	st := result(t, env)
+	if refused == nil || !strings.Contains(refused.Error(), "not a whole number") {
+		t.Fatalf("target \"lots\" was not refused with the reason: %v", refused)
+	}
+	if target != nil || retargeted.Target != 45 {
+		t.Fatalf("target 45 answered %+v, %v", retargeted, target)
+	}
+	if pause != nil || paused.Status != contract.StatusPaused {
+		t.Fatalf("pause answered %+v, want the settled status paused", paused)
+	}
+	if st.Status != contract.StatusCompleted || st.Completed != 45 {
+		t.Fatalf("final status = %+v, want completed at 45", st)
 	}
 }

@@ -16,8 +16,8 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/mhannotator/mha/internal/config"
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/store"
-	"github.com/mhannotator/mha/workflows"
 )
 
 // Common are the settings of DESIGN's "Interfaces": every binary takes them as flags, and the
@@ -38,7 +38,7 @@ func (c *Common) Register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DB, "db", env("MHA_DB", store.DefaultDSN), "store DSN: an SQLite file path or sqlite:PATH [MHA_DB]")
 	fs.StringVar(&c.TemporalAddress, "temporal-address", env("MHA_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port [MHA_TEMPORAL_ADDRESS]")
 	fs.StringVar(&c.Namespace, "namespace", env("MHA_NAMESPACE", "default"), "Temporal namespace [MHA_NAMESPACE]")
-	fs.StringVar(&c.TaskQueue, "task-queue", env("MHA_TASK_QUEUE", workflows.TaskQueue), "Temporal task queue [MHA_TASK_QUEUE]")
+	fs.StringVar(&c.TaskQueue, "task-queue", env("MHA_TASK_QUEUE", contract.TaskQueue), "Temporal task queue [MHA_TASK_QUEUE]")
 	fs.StringVar(&c.LogLevel, "log-level", env("MHA_LOG_LEVEL", "info"), "log level: debug, info, warn, error [MHA_LOG_LEVEL]")
 	fs.StringVar(&c.LogFormat, "log-format", env("MHA_LOG_FORMAT", "text"), "log format: text or json [MHA_LOG_FORMAT]")
 }

@@ -18,8 +18,8 @@ import (
 	"slices"
 	"strings"
 	"time"
-	_ "time/tzdata" // quota_day_zone is checked the same on every machine
 
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/labels"
 )
 
@@ -85,9 +85,14 @@ type Global struct {
 	BatchSize int
 	// HeartbeatTimeout bounds the silence of an annotate activity; RequestTimeout bounds one
 	// LLM request and is always shorter, so a hung request fails before the heartbeat does.
-	HeartbeatTimeout        time.Duration
-	RequestTimeout          time.Duration
-	MaxRestartAttempts      int
+	HeartbeatTimeout   time.Duration
+	RequestTimeout     time.Duration
+	MaxRestartAttempts int
+	// MaxConsecutiveErrors samples in a row failing with the same non-transient error fail
+	// the run: the request is wrong, not the samples.
+	MaxConsecutiveErrors int
+	// MaxRetryBackoff caps the wait between tries while a provider fails transiently.
+	MaxRetryBackoff         time.Duration
 	RequestsPerMinute       int
 	RequestsPerDay          int
 	TokensPerMinute         int // 0 means no limit
@@ -124,6 +129,15 @@ type Annotator struct {
 	BaseURL   string
 	APIKey    Secret
 	Domains   map[labels.Domain]DomainSettings // holds every domain
+	// The limits of the annotator's quota pool: the global ones unless the annotator sets
+	// its own; annotators of one pool must agree.
+	RequestsPerMinute, RequestsPerDay, TokensPerMinute int
+}
+
+// QuotaLimits are the limits of a's quota pool.
+func (a Annotator) QuotaLimits(g Global) contract.QuotaLimits {
+	return contract.QuotaLimits{RequestsPerMinute: a.RequestsPerMinute, RequestsPerDay: a.RequestsPerDay,
+		TokensPerMinute: a.TokensPerMinute, DayZone: g.QuotaDayZone}
 }
 
 // DomainSettings is one (annotator, domain) pair's settings.
@@ -250,6 +264,8 @@ func defaultGlobal() Global {
 		HeartbeatTimeout:        seconds(60),
 		RequestTimeout:          seconds(45),
 		MaxRestartAttempts:      3,
+		MaxConsecutiveErrors:    5,
+		MaxRetryBackoff:         seconds(300),
 		RequestsPerMinute:       15,
 		RequestsPerDay:          1500,
 		TokensPerMinute:         0,
@@ -270,6 +286,7 @@ var globalFields = []string{
 	"model_name", "request_delay_seconds", "max_retries", "crash_detection_minutes",
 	"control_check_iterations", "control_check_seconds", "provider", "base_url", "batch_size",
 	"heartbeat_timeout_seconds", "request_timeout_seconds", "max_restart_attempts",
+	"max_consecutive_errors", "max_retry_backoff_seconds",
 	"requests_per_minute", "requests_per_day", "tokens_per_minute", "max_concurrent_activities",
 	"dataset_path", "offline_latency_seconds", "stream", "stream_idle_timeout_seconds",
 	"temperature", "max_output_tokens", "thinking_budget", "safety_threshold", "quota_day_zone",
@@ -295,6 +312,8 @@ func decodeGlobal(raw json.RawMessage, probs *problems) Global {
 	g.HeartbeatTimeout = seconds(o.number("heartbeat_timeout_seconds", 1, 3600, g.HeartbeatTimeout.Seconds()))
 	g.RequestTimeout = seconds(o.number("request_timeout_seconds", 0.1, 3600, g.RequestTimeout.Seconds()))
 	g.MaxRestartAttempts = o.integer("max_restart_attempts", 1, 100, g.MaxRestartAttempts)
+	g.MaxConsecutiveErrors = o.integer("max_consecutive_errors", 1, 100000, g.MaxConsecutiveErrors)
+	g.MaxRetryBackoff = seconds(o.number("max_retry_backoff_seconds", 1, 86400, g.MaxRetryBackoff.Seconds()))
 	g.RequestsPerMinute = o.integer("requests_per_minute", 1, 100000, g.RequestsPerMinute)
 	g.RequestsPerDay = o.integer("requests_per_day", 1, 100000000, g.RequestsPerDay)
 	g.TokensPerMinute = o.integer("tokens_per_minute", 0, 1000000000, g.TokensPerMinute)
@@ -316,7 +335,7 @@ func decodeGlobal(raw json.RawMessage, probs *problems) Global {
 	g.ThinkingBudget = o.optionalInteger("thinking_budget", -1, 32768)
 	g.SafetyThreshold = o.choice("safety_threshold", safetyThresholds, g.SafetyThreshold)
 	if zone, ok := o.str("quota_day_zone"); ok {
-		if _, err := time.LoadLocation(zone); err != nil || zone == "" {
+		if _, err := contract.LoadZone(zone); err != nil || zone == "" {
 			o.fail("quota_day_zone", zone, "%q is not an IANA time zone (such as America/Los_Angeles or UTC)", zone)
 		} else {
 			g.QuotaDayZone = zone
@@ -335,7 +354,7 @@ func decodeGlobal(raw json.RawMessage, probs *problems) Global {
 	return g
 }
 
-var annotatorFields = []string{"quota_pool", "model_name", "provider", "base_url"}
+var annotatorFields = []string{"quota_pool", "model_name", "provider", "base_url", "requests_per_minute", "requests_per_day", "tokens_per_minute"}
 
 func decodeAnnotators(raw json.RawMessage, g Global, probs *problems) []Annotator {
 	o, ok := decodeObject("annotators", raw, probs)
@@ -348,13 +367,32 @@ func decodeAnnotators(raw json.RawMessage, g Global, probs *problems) []Annotato
 	}
 	sortIDs(ids)
 	out := make([]Annotator, 0, len(ids))
+	pools := map[string]Annotator{} // the first annotator of each pool
 	for _, id := range ids {
 		raw, _ := o.take(id)
 		if !annotatorIDPattern.MatchString(id) {
 			probs.add(o.fieldPath(id), id, "%q is not a valid annotator ID (want 1 to 32 of A-Z, a-z, 0-9, _ and -)", id)
 		}
-		if a, ok := decodeAnnotator(o.fieldPath(id), id, raw, g, probs); ok {
-			out = append(out, a)
+		a, ok := decodeAnnotator(o.fieldPath(id), id, raw, g, probs)
+		if !ok {
+			continue
+		}
+		out = append(out, a)
+		first, seen := pools[a.QuotaPool]
+		if !seen {
+			pools[a.QuotaPool] = a
+			continue
+		}
+		// One pool is one budget: its annotators must state the same limits.
+		for _, l := range []struct {
+			field     string
+			got, want int
+		}{{"requests_per_minute", a.RequestsPerMinute, first.RequestsPerMinute}, {"requests_per_day", a.RequestsPerDay, first.RequestsPerDay},
+			{"tokens_per_minute", a.TokensPerMinute, first.TokensPerMinute}} {
+			if l.got != l.want {
+				probs.add(o.fieldPath(id)+"."+l.field, l.got, "%d differs from %d of annotator %s, which shares quota pool %q: one pool has one set of limits",
+					l.got, l.want, first.ID, a.QuotaPool)
+			}
 		}
 	}
 	return out
@@ -402,6 +440,10 @@ func decodeAnnotator(path, id string, raw json.RawMessage, g Global, probs *prob
 	if s, ok := o.baseURL("base_url"); ok && s != "" {
 		a.BaseURL = s
 	}
+	// A key's own tier (a paid key beside free ones) overrides the global limits.
+	a.RequestsPerMinute = o.integer("requests_per_minute", 1, 100000, g.RequestsPerMinute)
+	a.RequestsPerDay = o.integer("requests_per_day", 1, 100000000, g.RequestsPerDay)
+	a.TokensPerMinute = o.integer("tokens_per_minute", 0, 1000000000, g.TokensPerMinute)
 	o.unknown(append(allowed, annotatorFields...))
 	return a, true
 }

@@ -353,6 +353,12 @@ func TestStringSettingsAreChecked(t *testing.T) {
 			`annotators.1.quota_pool: "" is not a valid quota pool name (want 1 to 64 of A-Z, a-z, 0-9, _, . and -)`},
 		{"a quota pool with a space is rejected", nil, `{"1": {"quota_pool": "proj A"}}`,
 			`annotators.1.quota_pool: "proj A" is not a valid quota pool name (want 1 to 64 of A-Z, a-z, 0-9, _, . and -)`},
+		{"an annotator's own limits override the global ones", nil, `{"1": {"requests_per_minute": 600}, "2": {}}`, ""},
+		{"annotators of one pool with different limits are rejected", nil,
+			`{"1": {"quota_pool": "proj", "requests_per_minute": 600}, "2": {"quota_pool": "proj"}}`,
+			`annotators.2.requests_per_minute: 15 differs from 600 of annotator 1, which shares quota pool "proj": one pool has one set of limits`},
+		{"an annotator's limit out of range is rejected", nil, `{"1": {"requests_per_day": 0}}`,
+			`annotators.1.requests_per_day: 0 is out of range (allowed 1..100000000)`},
 		{"an annotator ID of 32 characters is accepted", nil, `{"` + strings.Repeat("a", 32) + `": {}}`, ""},
 		{"an annotator ID of 33 characters is rejected", nil, `{"` + strings.Repeat("a", 33) + `": {}}`,
 			`annotators.` + strings.Repeat("a", 33) + `: "` + strings.Repeat("a", 33) + `" is not a valid annotator ID (want 1 to 32 of A-Z, a-z, 0-9, _ and -)`},
@@ -583,7 +589,7 @@ func runRejectCases(t *testing.T, cases []rejectCase) {
 }
 
 func TestUnknownFieldsAreRejectedWithTheirPath(t *testing.T) {
-	domainsAndFields := "urgency, therapeutic, intensity, adjunct, modality, redressal, quota_pool, model_name, provider, base_url"
+	domainsAndFields := "urgency, therapeutic, intensity, adjunct, modality, redressal, quota_pool, model_name, provider, base_url, requests_per_minute, requests_per_day, tokens_per_minute"
 	cases := []rejectCase{
 		{"an unknown top-level key", `{"annotators": {}, "globals": {}}`,
 			"globals: unknown field (allowed: global, annotators)"},

@@ -33,8 +33,9 @@ type Options struct {
 // Skipped is a row that was not imported, and why.
 type Skipped struct {
 	// Row is the number a person sees in the file: the spreadsheet row number for xlsx (the
-	// header is row 1), the record number for csv (the header is record 1), the line number for
-	// jsonl (from 1, blank lines counted).
+	// header is row 1); for csv the row a spreadsheet shows (a header on the first line is row
+	// 1, a blank line is a row, a record whose quoted cells span several lines is one row); the
+	// line number for jsonl (from 1, blank lines counted).
 	Row    int
 	Reason string
 }

@@ -253,18 +253,47 @@ func TestReadCSV(t *testing.T) {
 			want:  want{samples: samples("B", "fine"), skipped: []Skipped{{2, "empty Text"}}},
 		},
 		{
-			name:  "bad rows are reported by record number, counting the header as 1",
+			name:  "bad rows are reported by the row a spreadsheet shows, counting the header as 1",
 			input: "ID,Text\nA,fine\n,no id\nB,\"  \"\n,,\n\nA,again\nC,\"multi\nline\"\nC,dup\n",
 			want: want{
 				samples: samples("A", "fine", "C", "multi\nline"),
 				skipped: []Skipped{
 					{3, "empty ID"},
 					{4, "empty Text"},
-					// record 5 (",,") is fully empty; the blank line is no record at all
-					{6, `duplicate ID "A" at row 6 (first seen at row 2)`},
-					{8, `duplicate ID "C" at row 8 (first seen at row 7)`},
+					// row 5 (",,") is fully empty, and row 6 is the blank line
+					{7, `duplicate ID "A" at row 7 (first seen at row 2)`},
+					// row 8 is the record on lines 9 and 10; "C,dup" on line 11 is row 9
+					{9, `duplicate ID "C" at row 9 (first seen at row 8)`},
 				},
 			},
+		},
+		{
+			name:  "blank lines count as rows",
+			input: "ID,Text\n\n\nA,\n\nB,fine\n,no id\n",
+			want:  want{samples: samples("B", "fine"), skipped: []Skipped{{4, "empty Text"}, {7, "empty ID"}}},
+		},
+		{
+			name:  "blank lines count as rows with CRLF line endings too",
+			input: "ID,Text\r\n\r\nA,\r\n",
+			want:  want{skipped: []Skipped{{3, "empty Text"}}},
+		},
+		{
+			name:  "a record whose quoted text spans several lines is one row",
+			input: "ID,Text\r\nA,\"one\r\ntwo\r\n\r\nthree\"\r\n,after\r\n\r\nA,again\r\n",
+			want: want{
+				samples: samples("A", "one\ntwo\n\nthree"),
+				skipped: []Skipped{{3, "empty ID"}, {5, `duplicate ID "A" at row 5 (first seen at row 2)`}},
+			},
+		},
+		{
+			name:  "a header spanning two lines is one row",
+			input: "ID,Text,\"Note\non two lines\"\n,no id\n",
+			want:  want{skipped: []Skipped{{2, "empty ID"}}},
+		},
+		{
+			name:  "blank lines before the header are rows too",
+			input: "\n\nID,Text\n,no id\n",
+			want:  want{skipped: []Skipped{{4, "empty ID"}}},
 		},
 		{
 			name:  "non-ASCII text round-trips byte for byte",
@@ -287,9 +316,15 @@ func TestReadCSV(t *testing.T) {
 			want:  want{err: `missing column "Text" (found columns: ID)`},
 		},
 		{
-			name:  "an unclosed quote refuses the file with where it broke",
+			name:  "an unclosed quote refuses the file with the row where it broke",
 			input: "ID,Text\nA,fine\nB,\"never closed\nC,text\n",
-			want:  want{err: "record 3"},
+			want:  want{err: "csv: row 3: "},
+		},
+		{
+			name:  "an unclosed quote after a blank line and a record of two lines names its row",
+			input: "ID,Text\nA,\"two\nlines\"\n\nB,\"never closed\nC,text\n",
+			// lines: 1 header, 2-3 A, 4 blank, 5 B; rows: 1 header, 2 A, 3 blank, 4 B
+			want: want{err: "csv: row 4: record on line 5"},
 		},
 		{
 			name:  "an empty file is refused",
@@ -365,6 +400,14 @@ func TestReadJSONL(t *testing.T) {
 					{10, `more than one "ID" key`},
 					{11, `duplicate ID "A" at row 11 (first seen at row 1)`},
 				},
+			},
+		},
+		{
+			name:  "lines of spaces and CRLF blank lines are counted",
+			input: `{"ID":"A","Text":"a"}` + "\r\n\r\n \t \r\n" + `{"ID":"A","Text":"b"}` + "\r\n\n" + `{"ID":"B"}`,
+			want: want{
+				samples: samples("A", "a"),
+				skipped: []Skipped{{4, `duplicate ID "A" at row 4 (first seen at row 1)`}, {6, `missing key "Text"`}},
 			},
 		},
 		{
@@ -462,6 +505,20 @@ func TestTheBundledSampleReadsCleanly(t *testing.T) {
 	}
 }
 
+// checkRows holds for every successful read of data: skipped rows are in file order, and each
+// is a row or line the file has.
+func checkRows(t *testing.T, res Result, data []byte) {
+	t.Helper()
+	lines := bytes.Count(data, []byte("\n")) + 1
+	prev := 0
+	for _, s := range res.Skipped {
+		if s.Row <= prev || s.Row > lines {
+			t.Fatalf("skipped row %d (%s) after row %d, in a file of %d lines", s.Row, s.Reason, prev, lines)
+		}
+		prev = s.Row
+	}
+}
+
 // checkInvariants holds for every successful read, whatever the input.
 func checkInvariants(t *testing.T, res Result) {
 	t.Helper()
@@ -496,6 +553,7 @@ func FuzzReadCSV(f *testing.F) {
 		res, err := ReadCSV(bytes.NewReader(data))
 		if err == nil {
 			checkInvariants(t, res)
+			checkRows(t, res, data)
 		}
 	})
 }
@@ -513,6 +571,7 @@ func FuzzReadJSONL(f *testing.F) {
 		res, err := ReadJSONL(bytes.NewReader(data))
 		if err == nil {
 			checkInvariants(t, res)
+			checkRows(t, res, data)
 		}
 	})
 }

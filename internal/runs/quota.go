@@ -2,8 +2,10 @@ package runs
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,7 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/mhannotator/mha/internal/config"
-	"github.com/mhannotator/mha/workflows"
+	"github.com/mhannotator/mha/internal/contract"
 )
 
 // QuotaClient talks to the quota workflows: the annotate activity reserves call slots and
@@ -21,11 +23,13 @@ import (
 //
 // The server takes only a few Updates in flight per workflow, so a worker's concurrent
 // reservations for one pool are coalesced: at most one reserve Update per pool is in flight
-// from this client, asking for the slots of everyone who queued meanwhile, in arrival order.
+// from this client, and the reservations queued meanwhile go into the next one, each as its
+// own ask, in arrival order.
 type QuotaClient struct {
 	Client    client.Client
 	TaskQueue string
-	Limits    workflows.QuotaLimits // for pools that do not exist yet
+	// Limits start a pool that does not exist yet when a reservation brings no limits.
+	Limits contract.QuotaLimits
 
 	mu    sync.Mutex
 	queue map[string][]*ticket // by pool; a pool is in the map while its Update is in flight
@@ -33,26 +37,39 @@ type QuotaClient struct {
 
 // ticket is one queued reservation.
 type ticket struct {
-	requester string
-	tokens    int
-	done      chan reserved
+	ask     contract.Ask
+	horizon time.Duration
+	limits  contract.QuotaLimits
+	done    chan reserved // buffered, so serve never waits for a caller that gave up
 }
 
 type reserved struct {
-	start, exhaustedUntil time.Time
-	err                   error
+	slots          []time.Time
+	exhaustedUntil time.Time
+	err            error
 }
 
+// maxAsksPerUpdate bounds the asks of one Update (the workflow refuses more than 1000).
+const maxAsksPerUpdate = 200
+
 // LimitsFrom reads a pool's limits from the config.
-func LimitsFrom(g config.Global) workflows.QuotaLimits {
-	return workflows.QuotaLimits{RequestsPerMinute: g.RequestsPerMinute, RequestsPerDay: g.RequestsPerDay,
+func LimitsFrom(g config.Global) contract.QuotaLimits {
+	return contract.QuotaLimits{RequestsPerMinute: g.RequestsPerMinute, RequestsPerDay: g.RequestsPerDay,
 		TokensPerMinute: g.TokensPerMinute, DayZone: g.QuotaDayZone}
 }
 
-// Reserve asks pool for one call slot. It returns the time the call may start, or a non-zero
-// exhaustedUntil when the day's budget is spent.
-func (q *QuotaClient) Reserve(ctx context.Context, pool, requester string, tokens int) (start, exhaustedUntil time.Time, err error) {
-	t := &ticket{requester: requester, tokens: tokens, done: make(chan reserved, 1)}
+// Reserve asks pool for up to ask.Count call slots starting within horizon; see
+// contract.ReserveRequest. The slots come in time order and may be fewer than asked. One slot
+// beyond horizon is held for ask.Requester: come back for it (ask again) shortly before it,
+// and do not use it before. No slot and a non-zero exhaustedUntil: the day's budget is spent
+// until then. limits are the caller's config; the pool adopts them (zero: keep the pool's,
+// and start a new pool with q.Limits).
+//
+// Judge "beyond horizon" from the time Reserve was called, not from when it returned: the
+// pool judges from when it answered, which lies in between, and a held slot used without
+// coming back stays held, so that its requester could be handed it twice.
+func (q *QuotaClient) Reserve(ctx context.Context, pool string, ask contract.Ask, horizon time.Duration, limits contract.QuotaLimits) (slots []time.Time, exhaustedUntil time.Time, err error) {
+	t := &ticket{ask: ask, horizon: horizon, limits: limits, done: make(chan reserved, 1)}
 	q.mu.Lock()
 	if q.queue == nil {
 		q.queue = map[string][]*ticket{}
@@ -65,42 +82,65 @@ func (q *QuotaClient) Reserve(ctx context.Context, pool, requester string, token
 	}
 	select {
 	case r := <-t.done:
-		return r.start, r.exhaustedUntil, r.err
+		return r.slots, r.exhaustedUntil, r.err
 	case <-ctx.Done():
-		return time.Time{}, time.Time{}, ctx.Err() // the slot, if granted, goes unused
+		q.withdraw(pool, t) // the slots of an Update already sent go unused
+		return nil, time.Time{}, ctx.Err()
 	}
 }
 
-// serve sends the pool's queued tickets, a batch per Update, until the queue is empty.
+// withdraw takes a ticket out of the queue if its Update has not been sent yet.
+func (q *QuotaClient) withdraw(pool string, t *ticket) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if waiting, ok := q.queue[pool]; ok {
+		q.queue[pool] = slices.DeleteFunc(waiting, func(w *ticket) bool { return w == t })
+	}
+}
+
+// serve sends the pool's queued tickets, a batch per Update, until the queue is empty. A
+// batch is the longest run of tickets at the head of the queue with the same horizon, since
+// a request has one.
 func (q *QuotaClient) serve(pool string) {
 	for {
 		q.mu.Lock()
-		batch := q.queue[pool]
-		if len(batch) == 0 {
+		waiting := q.queue[pool]
+		if len(waiting) == 0 {
 			delete(q.queue, pool)
 			q.mu.Unlock()
 			return
 		}
-		// The workflow refuses more slots per Update than its per-minute limit.
-		batch = batch[:min(len(batch), max(1, q.Limits.RequestsPerMinute))]
-		q.queue[pool] = q.queue[pool][len(batch):]
+		n := 1
+		for n < min(len(waiting), maxAsksPerUpdate) && waiting[n].horizon == waiting[0].horizon {
+			n++
+		}
+		batch := slices.Clone(waiting[:n])
+		q.queue[pool] = waiting[n:]
 		q.mu.Unlock()
 
-		req := workflows.ReserveRequest{Count: len(batch)}
+		req := contract.ReserveRequest{Horizon: batch[0].horizon}
 		for _, t := range batch {
-			req.Requesters = append(req.Requesters, t.requester)
-			req.Tokens = max(req.Tokens, t.tokens)
+			req.Asks = append(req.Asks, t.ask)
 		}
-		res, err := q.update(pool, req)
+		// The latest config wins: a worker that reloaded its config sends the new limits.
+		start := q.Limits
+		if l := batch[len(batch)-1].limits; l != (contract.QuotaLimits{}) {
+			req.Limits, start = &l, l
+		}
+		res, err := q.update(pool, req, start)
+		if err == nil && len(res.Grants) != len(batch) {
+			err = fmt.Errorf("reserve quota of pool %s: %d asks answered with %d grants", pool, len(batch), len(res.Grants))
+		}
 		for i, t := range batch {
-			switch {
-			case err != nil:
+			if err != nil {
 				t.done <- reserved{err: err}
-			case i < len(res.Slots):
-				t.done <- reserved{start: res.Slots[i]}
-			default:
-				t.done <- reserved{exhaustedUntil: res.ExhaustedUntil}
+				continue
 			}
+			r := reserved{slots: res.Grants[i]}
+			if len(r.slots) < t.ask.Count {
+				r.exhaustedUntil = res.ExhaustedUntil
+			}
+			t.done <- r
 		}
 	}
 }
@@ -108,15 +148,18 @@ func (q *QuotaClient) serve(pool string) {
 // reserveTimeout bounds one reserve Update, retries included.
 const reserveTimeout = time.Minute
 
-// update sends one reserve Update, starting the pool's workflow if needed. The server can
-// refuse or abort an Update while the workflow is busy (its task failed, it is continuing as
-// new); those are retried here, so a run's batch does not fail for them.
-func (q *QuotaClient) update(pool string, req workflows.ReserveRequest) (workflows.Reservation, error) {
+// update sends one reserve Update, starting the pool's workflow with limits if needed. The
+// server can refuse or abort an Update while the workflow is busy (its task failed, it is
+// continuing as new); those are retried here, so a run's batch does not fail for them. The
+// retries keep the Update's ID, so one the server took before the connection failed is
+// answered again instead of granting twice.
+func (q *QuotaClient) update(pool string, req contract.ReserveRequest, limits contract.QuotaLimits) (contract.Reservation, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), reserveTimeout)
 	defer cancel()
+	id := "reserve-" + rand.Text()
 	backoff := 100 * time.Millisecond
 	for {
-		res, err := q.updateOnce(ctx, pool, req)
+		res, err := q.updateOnce(ctx, pool, id, req, limits)
 		if err == nil || !transient(err) || ctx.Err() != nil {
 			return res, err
 		}
@@ -129,22 +172,23 @@ func (q *QuotaClient) update(pool string, req workflows.ReserveRequest) (workflo
 	}
 }
 
-func (q *QuotaClient) updateOnce(ctx context.Context, pool string, req workflows.ReserveRequest) (workflows.Reservation, error) {
+func (q *QuotaClient) updateOnce(ctx context.Context, pool, id string, req contract.ReserveRequest, limits contract.QuotaLimits) (contract.Reservation, error) {
 	op := q.Client.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-		ID:                       workflows.QuotaID(pool),
+		ID:                       contract.QuotaID(pool),
 		TaskQueue:                q.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		StaticSummary:            "request quota of pool " + pool,
-	}, workflows.QuotaName, workflows.QuotaInput{Pool: pool, Limits: q.Limits})
+	}, contract.QuotaName, contract.QuotaInput{Pool: pool, Limits: limits})
 	h, err := q.Client.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: op,
 		UpdateOptions: client.UpdateWorkflowOptions{
-			UpdateName:   workflows.UpdateReserve,
+			UpdateID:     id,
+			UpdateName:   contract.UpdateReserve,
 			Args:         []any{req},
 			WaitForStage: client.WorkflowUpdateStageCompleted,
 		},
 	})
-	var res workflows.Reservation
+	var res contract.Reservation
 	if err == nil {
 		err = h.Get(ctx, &res)
 	}
@@ -165,7 +209,7 @@ func transient(err error) bool {
 
 // Penalize reports a provider's 429: the pool grants nothing until until.
 func (q *QuotaClient) Penalize(ctx context.Context, pool string, until time.Time, by string) error {
-	err := q.Client.SignalWorkflow(ctx, workflows.QuotaID(pool), "", workflows.SignalPenalize, workflows.Penalty{Until: until, By: by})
+	err := q.Client.SignalWorkflow(ctx, contract.QuotaID(pool), "", contract.SignalPenalize, contract.Penalty{Until: until, By: by})
 	if err != nil {
 		return fmt.Errorf("penalize pool %s: %w", pool, err)
 	}
@@ -174,8 +218,8 @@ func (q *QuotaClient) Penalize(ctx context.Context, pool string, until time.Time
 
 // Configure applies limits to a running pool; a pool that does not run yet starts with
 // them on its first reservation anyway.
-func (q *QuotaClient) Configure(ctx context.Context, pool string, l workflows.QuotaLimits) error {
-	err := q.Client.SignalWorkflow(ctx, workflows.QuotaID(pool), "", workflows.SignalConfigure, l)
+func (q *QuotaClient) Configure(ctx context.Context, pool string, l contract.QuotaLimits) error {
+	err := q.Client.SignalWorkflow(ctx, contract.QuotaID(pool), "", contract.SignalConfigure, l)
 	var notFound *serviceerror.NotFound
 	if err != nil && !errors.As(err, &notFound) {
 		return fmt.Errorf("configure pool %s: %w", pool, err)
@@ -184,19 +228,19 @@ func (q *QuotaClient) Configure(ctx context.Context, pool string, l workflows.Qu
 }
 
 // State reads a pool's state; ok is false when the pool has not started yet.
-func (q *QuotaClient) State(ctx context.Context, pool string) (st workflows.QuotaStatus, ok bool, err error) {
+func (q *QuotaClient) State(ctx context.Context, pool string) (st contract.QuotaStatus, ok bool, err error) {
 	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
-	v, err := q.Client.QueryWorkflow(qctx, workflows.QuotaID(pool), "", workflows.QueryQuotaState)
+	v, err := q.Client.QueryWorkflow(qctx, contract.QuotaID(pool), "", contract.QueryQuotaState)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
-		return workflows.QuotaStatus{Pool: pool}, false, nil
+		return contract.QuotaStatus{Pool: pool}, false, nil
 	}
 	if err == nil {
 		err = v.Get(&st)
 	}
 	if err != nil {
-		return workflows.QuotaStatus{}, false, fmt.Errorf("query pool %s: %w", pool, err)
+		return contract.QuotaStatus{}, false, fmt.Errorf("query pool %s: %w", pool, err)
 	}
 	return st, true, nil
 }

@@ -18,9 +18,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/mhannotator/mha/internal/config"
+	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/labels"
-	"github.com/mhannotator/mha/internal/store"
-	"github.com/mhannotator/mha/workflows"
 )
 
 // Outcomes of an operation on one run.
@@ -32,6 +31,12 @@ const (
 	NotRunning     = "not_running"
 	Restarted      = "restarted"
 	Failed         = "error"
+	// Outcomes of a control Update: the run's status once the control took effect.
+	Paused     = contract.StatusPaused
+	Stopped    = contract.StatusStopped
+	Resumed    = "resumed"
+	Reset      = "reset"
+	Retargeted = "retargeted"
 )
 
 // StatusNotStarted is the status of a run that has no workflow yet.
@@ -44,7 +49,7 @@ type Pair struct {
 }
 
 // ID is the run's workflow ID.
-func (p Pair) ID() string { return workflows.RunID(p.Annotator, p.Domain) }
+func (p Pair) ID() string { return contract.RunID(p.Annotator, p.Domain) }
 
 // Selector chooses runs the way the CLI's flags do.
 type Selector struct {
@@ -60,11 +65,17 @@ type Result struct {
 	Detail  string `json:"detail,omitempty"`
 }
 
+// Counter reads stored progress, for runs no worker answers for.
+type Counter interface {
+	CountSamples(ctx context.Context) (int, error)
+	CountAnnotations(ctx context.Context, annotator, domain string, limit int) (contract.Counts, error)
+}
+
 // Controller steers runs through a Temporal client.
 type Controller struct {
 	Client    client.Client
 	Config    *config.Config
-	Store     store.Store
+	Store     Counter
 	Namespace string
 	TaskQueue string
 	// SearchAttributes says the namespace has the run search attributes, so runs are started
@@ -119,19 +130,22 @@ func (c *Controller) settings(p Pair) (config.DomainSettings, bool) {
 }
 
 // Input is the workflow input that starts p with the current config.
-func (c *Controller) Input(p Pair) workflows.RunInput {
+func (c *Controller) Input(p Pair) contract.RunInput {
 	g := c.Config.Global
 	ds, _ := c.settings(p)
-	perSample := g.RequestTimeout*time.Duration(g.MaxRetries+1) + g.OfflineLatency
-	return workflows.RunInput{
+	// A sample's calls: its re-asks, each maybe retried in place twice after a short wait,
+	// and a short wait for its quota slot before each; longer waits end the batch.
+	perSample := (g.RequestTimeout+5*time.Second)*time.Duration(3*(g.MaxRetries+1)) + g.OfflineLatency
+	return contract.RunInput{
 		Annotator: p.Annotator,
 		Domain:    p.Domain,
 		Target:    ds.TargetCount,
-		Settings: workflows.RunSettings{
+		Settings: contract.RunSettings{
 			BatchSize:          g.BatchSize,
 			HeartbeatTimeout:   g.HeartbeatTimeout,
 			BatchTimeout:       time.Duration(g.BatchSize)*perSample + time.Minute,
 			MaxRestartAttempts: g.MaxRestartAttempts,
+			RetryBackoffCap:    g.MaxRetryBackoff,
 		},
 	}
 }
@@ -156,11 +170,11 @@ func (c *Controller) Start(ctx context.Context, p Pair) Result {
 	}
 	if c.SearchAttributes {
 		opts.TypedSearchAttributes = temporal.NewSearchAttributes(
-			workflows.AnnotatorKey.ValueSet(p.Annotator),
-			workflows.DomainKey.ValueSet(string(p.Domain)),
-			workflows.RunStatusKey.ValueSet(workflows.StatusRunning))
+			contract.AnnotatorKey.ValueSet(p.Annotator),
+			contract.DomainKey.ValueSet(string(p.Domain)),
+			contract.RunStatusKey.ValueSet(contract.StatusRunning))
 	}
-	_, err := c.Client.ExecuteWorkflow(ctx, opts, workflows.AnnotationRunName, c.Input(p))
+	_, err := c.Client.ExecuteWorkflow(ctx, opts, contract.AnnotationRunName, c.Input(p))
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &already):
@@ -187,11 +201,51 @@ func (c *Controller) Signal(ctx context.Context, p Pair, name string, arg any) R
 	return res
 }
 
+// Control applies control name (pause, resume, stop, reset, target) to p's run through the
+// Update of the same name, which refuses a bad value and answers with the run's status once
+// the control took effect (a pause or stop: once the sample in flight is stored). Runs of the
+// previous release, which have no such Update, get the signal instead.
+func (c *Controller) Control(ctx context.Context, p Pair, name string, arg any) (Result, contract.Status) {
+	res := Result{Run: p.ID()}
+	var args []any
+	if arg != nil {
+		args = []any{arg}
+	}
+	h, err := c.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: p.ID(), UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	var st contract.Status
+	if err == nil {
+		err = h.Get(ctx, &st)
+	}
+	var notFound *serviceerror.NotFound
+	var app *temporal.ApplicationError
+	switch {
+	case errors.As(err, &notFound):
+		res.Outcome = NotRunning
+	case errors.As(err, &app) && strings.Contains(app.Error(), "unknown update"):
+		return c.Signal(ctx, p, name, arg), st
+	case ctx.Err() != nil:
+		res.Outcome, res.Detail = Failed, fmt.Sprintf("no answer yet (%v); the control is applied, see status", ctx.Err())
+	case err != nil:
+		res.Outcome, res.Detail = Failed, err.Error()
+	default:
+		res.Outcome = controlOutcomes[name]
+		res.Detail = fmt.Sprintf("now %s, %d/%d done", st.Status, st.Completed, min(st.Target, max(st.DatasetSize, st.Completed)))
+	}
+	return res, st
+}
+
+var controlOutcomes = map[string]string{
+	contract.SignalPause: Paused, contract.SignalStop: Stopped, contract.SignalResume: Resumed,
+	contract.SignalReset: Reset, contract.SignalTarget: Retargeted,
+}
+
 // Restart stops p (waiting up to wait for it to close after the sample in flight), then
 // starts it again with the current config, which is how a changed target or batch size
 // reaches a run.
 func (c *Controller) Restart(ctx context.Context, p Pair, wait time.Duration) Result {
-	if r := c.Signal(ctx, p, workflows.SignalStop, nil); r.Outcome == Failed {
+	if r := c.Signal(ctx, p, contract.SignalStop, nil); r.Outcome == Failed {
 		return r
 	} else if r.Outcome == Signalled {
 		wctx, cancel := context.WithTimeout(ctx, wait)
@@ -213,27 +267,27 @@ const queryTimeout = 3 * time.Second
 
 // Status reads p's status: from the workflow's query when a worker answers, from its result
 // once it has finished, and from the store when no workflow or no worker is there.
-func (c *Controller) Status(ctx context.Context, p Pair) (workflows.Status, error) {
+func (c *Controller) Status(ctx context.Context, p Pair) (contract.Status, error) {
 	desc, err := c.Client.DescribeWorkflowExecution(ctx, p.ID(), "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return c.storedStatus(ctx, p, StatusNotStarted)
 	}
 	if err != nil {
-		return workflows.Status{}, fmt.Errorf("describe %s: %w", p.ID(), err)
+		return contract.Status{}, fmt.Errorf("describe %s: %w", p.ID(), err)
 	}
 	info := desc.GetWorkflowExecutionInfo()
-	var st workflows.Status
+	var st contract.Status
 	switch info.GetStatus() {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 		qctx, cancel := context.WithTimeout(ctx, queryTimeout)
-		v, qerr := c.Client.QueryWorkflow(qctx, p.ID(), "", workflows.QueryStatus)
+		v, qerr := c.Client.QueryWorkflow(qctx, p.ID(), "", contract.QueryStatus)
 		cancel()
 		if qerr == nil {
 			qerr = v.Get(&st)
 		}
 		if qerr != nil {
-			st, err = c.storedStatus(ctx, p, workflows.StatusRunning)
+			st, err = c.storedStatus(ctx, p, contract.StatusRunning)
 			st.LastError = "no worker answered the status query; counts are from the store"
 		}
 		for _, pa := range desc.GetPendingActivities() {
@@ -252,9 +306,9 @@ func (c *Controller) Status(ctx context.Context, p Pair) (workflows.Status, erro
 	return c.storedStatus(ctx, p, closed)
 }
 
-func (c *Controller) storedStatus(ctx context.Context, p Pair, status string) (workflows.Status, error) {
+func (c *Controller) storedStatus(ctx context.Context, p Pair, status string) (contract.Status, error) {
 	ds, _ := c.settings(p)
-	st := workflows.Status{WorkflowID: p.ID(), Annotator: p.Annotator, Domain: string(p.Domain), Status: status, Target: ds.TargetCount}
+	st := contract.Status{WorkflowID: p.ID(), Annotator: p.Annotator, Domain: string(p.Domain), Status: status, Target: ds.TargetCount}
 	size, err := c.Store.CountSamples(ctx)
 	if err != nil {
 		return st, err
@@ -280,7 +334,7 @@ func EnsureSearchAttributes(ctx context.Context, cl client.Client, namespace str
 		return false, fmt.Errorf("list search attributes: %w", err)
 	}
 	missing := map[string]enumspb.IndexedValueType{}
-	for _, k := range workflows.SearchAttributeKeys {
+	for _, k := range contract.SearchAttributeKeys {
 		if _, ok := resp.GetCustomAttributes()[k.GetName()]; !ok {
 			missing[k.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
 		}
@@ -297,4 +351,18 @@ func EnsureSearchAttributes(ctx context.Context, cl client.Client, namespace str
 		return false, fmt.Errorf("add search attributes: %w", err)
 	}
 	return true, nil
+}
+
+// PoolAnnotators returns, for each quota pool of the config's network annotators, its first
+// annotator, whose limits are the pool's (the config refuses a pool whose annotators differ).
+func PoolAnnotators(cfg *config.Config) []config.Annotator {
+	var out []config.Annotator
+	seen := map[string]bool{}
+	for _, a := range cfg.Annotators {
+		if a.Provider != config.ProviderOffline && !seen[a.QuotaPool] {
+			seen[a.QuotaPool] = true
+			out = append(out, a)
+		}
+	}
+	return out
 }

@@ -249,12 +249,19 @@ func validateAnnotation(a Annotation) error {
 			return fmt.Errorf("store: upsert annotation: field %s is empty", f.name)
 		}
 	}
-	switch a.Status {
-	case StatusOK, StatusMalformed, StatusError, StatusBlocked:
+	if knownStatus(a.Status) {
 		return nil
 	}
 	return fmt.Errorf("store: upsert annotation: field Status %q is not one of %s, %s, %s, %s",
 		a.Status, StatusOK, StatusMalformed, StatusError, StatusBlocked)
+}
+
+func knownStatus(status string) bool {
+	switch status {
+	case StatusOK, StatusMalformed, StatusError, StatusBlocked:
+		return true
+	}
+	return false
 }
 
 // maxInList bounds the placeholders of one query, well below SQLite's and PostgreSQL's limits.
@@ -331,6 +338,33 @@ func (s *SQLite) CountAnnotations(ctx context.Context, annotator, domain string,
 		return Counts{}, fmt.Errorf("store: count annotations: %w", err)
 	}
 	return c, nil
+}
+
+// DeleteAnnotations implements Store, in one statement.
+func (s *SQLite) DeleteAnnotations(ctx context.Context, annotator, domain string, statuses []string) (int, error) {
+	if len(statuses) == 0 {
+		return 0, nil
+	}
+	args := []any{annotator, domain}
+	marks := make([]string, len(statuses))
+	for i, status := range statuses {
+		if !knownStatus(status) {
+			return 0, fmt.Errorf("store: delete annotations: status %q is not one of %s, %s, %s, %s",
+				status, StatusOK, StatusMalformed, StatusError, StatusBlocked)
+		}
+		args = append(args, status)
+		marks[i] = fmt.Sprintf("$%d", len(args))
+	}
+	res, err := s.write.ExecContext(ctx, `DELETE FROM annotations WHERE annotator = $1 AND domain = $2
+		AND status IN (`+strings.Join(marks, ", ")+`)`, args...)
+	if err != nil {
+		return 0, fmt.Errorf("store: delete annotations (%s, %s): %w", annotator, domain, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: delete annotations (%s, %s): %w", annotator, domain, err)
+	}
+	return int(n), nil
 }
 
 // Export implements Store. fn's own error is returned as it is.

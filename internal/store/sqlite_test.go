@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -593,5 +594,81 @@ func TestExportOrdersAndFilters(t *testing.T) {
 	err := s.Export(ctx, store.Filter{}, func(store.ExportRow) error { calls++; return stop })
 	if err != stop || calls != 1 {
 		t.Errorf("Export returned %v after %d calls, want fn's error after 1", err, calls)
+	}
+}
+
+func TestDeleteAnnotationsDeletesOnlyTheRunsRowsOfTheGivenStatuses(t *testing.T) {
+	ids := []string{"s0", "s1", "s2", "s3", "s4", "s5"}
+	// key is annotator/domain/sample → status
+	stored := map[string]string{
+		"1/urgency/s0": "ok", "1/urgency/s1": "malformed", "1/urgency/s2": "error",
+		"1/urgency/s3": "blocked", "1/urgency/s4": "error", "1/urgency/s5": "malformed",
+		"2/urgency/s0": "error", "2/urgency/s1": "malformed",
+		"1/intensity/s0": "error", "1/intensity/s2": "blocked",
+	}
+	tests := []struct {
+		name              string
+		annotator, domain string
+		statuses          []string
+		want              int
+		wantGone          []string
+		wantErr           string
+	}{
+		{name: "errors and malformed of one run go, everything else stays", annotator: "1", domain: "urgency",
+			statuses: []string{"error", "malformed"}, want: 4,
+			wantGone: []string{"1/urgency/s1", "1/urgency/s2", "1/urgency/s4", "1/urgency/s5"}},
+		{name: "only blocked goes", annotator: "1", domain: "intensity",
+			statuses: []string{"blocked"}, want: 1, wantGone: []string{"1/intensity/s2"}},
+		{name: "a status named twice counts its rows once", annotator: "1", domain: "urgency",
+			statuses: []string{"error", "error"}, want: 2, wantGone: []string{"1/urgency/s2", "1/urgency/s4"}},
+		{name: "an empty list deletes nothing", annotator: "1", domain: "urgency", statuses: nil, want: 0},
+		{name: "a run without such rows deletes nothing", annotator: "3", domain: "urgency",
+			statuses: []string{"error", "malformed", "blocked"}, want: 0},
+		{name: "ok rows go only when asked for", annotator: "1", domain: "urgency",
+			statuses: []string{"ok"}, want: 1, wantGone: []string{"1/urgency/s0"}},
+		{name: "an unknown status is refused and nothing goes", annotator: "1", domain: "urgency",
+			statuses: []string{"error", "eror"}, wantErr: `"eror"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTest(t)
+			ctx := context.Background()
+			if _, err := s.ImportSamples(ctx, samples(ids...)); err != nil {
+				t.Fatal(err)
+			}
+			for key, status := range stored {
+				k := strings.Split(key, "/")
+				if err := s.UpsertAnnotation(ctx, annotation(k[0], k[1], k[2], status)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, err := s.DeleteAnnotations(ctx, tt.annotator, tt.domain, tt.statuses)
+			switch {
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("DeleteAnnotations(%s, %s, %q) = %d, %v; want an error naming %s", tt.annotator, tt.domain, tt.statuses, n, err, tt.wantErr)
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("DeleteAnnotations(%s, %s, %q): %v", tt.annotator, tt.domain, tt.statuses, err)
+			case n != tt.want:
+				t.Errorf("DeleteAnnotations(%s, %s, %q) = %d, want %d", tt.annotator, tt.domain, tt.statuses, n, tt.want)
+			}
+
+			want := maps.Clone(stored)
+			for _, key := range tt.wantGone {
+				delete(want, key)
+			}
+			got := map[string]string{}
+			for _, r := range exportAll(t, s, store.Filter{}) {
+				got[r.Annotator+"/"+r.Domain+"/"+r.SampleID] = r.Status
+			}
+			if !maps.Equal(got, want) {
+				t.Errorf("stored after the delete:\n%v\nwant:\n%v", got, want)
+			}
+			if tt.wantErr != "" {
+				return
+			}
+			if again, err := s.DeleteAnnotations(ctx, tt.annotator, tt.domain, tt.statuses); err != nil || again != 0 {
+				t.Errorf("the same delete again = %d, %v; want 0", again, err)
+			}
+		})
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/mhannotator/mha/internal/contract"
 )
 
 // Annotation statuses.
@@ -65,15 +67,7 @@ type ExportRow struct {
 }
 
 // Counts are a run's stored annotations by status.
-type Counts struct {
-	OK        int
-	Malformed int
-	Error     int
-	Blocked   int
-}
-
-// Total is the number of stored annotations.
-func (c Counts) Total() int { return c.OK + c.Malformed + c.Error + c.Blocked }
+type Counts = contract.Counts
 
 // ImportConflict is one sample whose ID is already stored with a different text.
 type ImportConflict struct {
@@ -131,6 +125,10 @@ type Store interface {
 	// CountAnnotations counts a run's annotations among the first limit samples
 	// (all samples when limit <= 0).
 	CountAnnotations(ctx context.Context, annotator, domain string, limit int) (Counts, error)
+	// DeleteAnnotations deletes the annotations of (annotator, domain) whose status is one of
+	// statuses, so the run annotates those samples again, and returns how many it deleted.
+	// An empty statuses deletes nothing; an unknown status is an error.
+	DeleteAnnotations(ctx context.Context, annotator, domain string, statuses []string) (int, error)
 	// Export calls fn for every annotation matching f, ordered by annotator, domain and
 	// dataset position; it stops at the first error fn returns.
 	Export(ctx context.Context, f Filter, fn func(ExportRow) error) error

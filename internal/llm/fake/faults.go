@@ -50,13 +50,16 @@ const (
 	InvalidKeyFault FaultKind = "invalid_key"
 	// ModelNotFound answers 404 for the requested model.
 	ModelNotFound FaultKind = "model_not_found"
+	// BadRequest answers 400 INVALID_ARGUMENT (OpenAI invalid_request_error) naming a
+	// parameter the model rejects: what every sample gets when the request itself is wrong.
+	BadRequest FaultKind = "bad_request"
 )
 
 // FaultKinds lists every kind.
 var FaultKinds = []FaultKind{
 	Hang, StallStream, ResetConnection, ServerError, Overloaded, RateLimitMinute, RateLimitDay,
 	NoQuotaFault, SafetyBlockPrompt, SafetyFinish, MaxTokensEmpty, Malformed, MidStreamError,
-	InvalidKeyFault, ModelNotFound,
+	InvalidKeyFault, ModelNotFound, BadRequest,
 }
 
 // ParseFaultKind accepts a kind's name.
@@ -182,6 +185,9 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, wf wire, c *
 		wf.writeError(w, c, apiErr{kind: failInvalidKey})
 	case ModelNotFound:
 		wf.writeError(w, c, apiErr{kind: failModelNotFound})
+	case BadRequest:
+		wf.writeError(w, c, apiErr{kind: failBadRequest, field: "generation_config.thinking_config",
+			msg: "Thinking budget is not supported for this model.", code: "unsupported_parameter"})
 	}
 }
 

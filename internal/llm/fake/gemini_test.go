@@ -268,6 +268,12 @@ func TestGeminiFaults(t *testing.T) {
 				t.Errorf("message = %q", msg)
 			}
 		}},
+		{Fault{Kind: BadRequest}, 400, func(t *testing.T, body map[string]any) {
+			errorStatus("INVALID_ARGUMENT")(t, body)
+			if got := path(t, geminiDetail(t, body, "BadRequest"), "fieldViolations", 0, "field"); got != "generation_config.thinking_config" {
+				t.Errorf("field violation = %v", got)
+			}
+		}},
 	}
 	runFaultCases(t, cases, gemini)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -97,6 +98,9 @@ func (o openaiWire) parse(r *http.Request, raw []byte) (*call, *apiErr) {
 	case c.body["stream_options"] != nil && !c.stream:
 		return c, &apiErr{kind: failBadRequest, field: "stream_options",
 			msg: "The 'stream_options' parameter is only allowed when 'stream' is enabled."}
+	case c.body["max_tokens"] != nil && slices.Contains(o.s.opts.RejectMaxTokens, c.model):
+		return c, &apiErr{kind: failBadRequest, field: "max_tokens", code: "unsupported_parameter",
+			msg: "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."}
 	}
 	var user, all []string
 	for i, m := range messages {

@@ -221,6 +221,7 @@ func TestOpenAIFaults(t *testing.T) {
 		}},
 		{Fault{Kind: InvalidKeyFault}, 401, errType("invalid_request_error", "invalid_api_key")},
 		{Fault{Kind: ModelNotFound}, 404, errType("invalid_request_error", "model_not_found")},
+		{Fault{Kind: BadRequest}, 400, errType("invalid_request_error", "unsupported_parameter")},
 	}
 	runFaultCases(t, cases, openai)
 }
@@ -253,5 +254,54 @@ func TestOpenAIListsModels(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer nope")
 	if res := do(t, req); res.status != 401 {
 		t.Errorf("bad key: status %d: %s", res.status, res.raw)
+	}
+}
+
+func TestOpenAIModelsThatRejectMaxTokens(t *testing.T) {
+	cases := []struct {
+		name   string
+		reject []string
+		model  string
+		limit  string // the field that carries the output limit, "" for none
+		status int
+	}{
+		{"a listed model refuses max_tokens", []string{"o3", "gpt-5"}, "gpt-5", "max_tokens", 400},
+		{"a listed model takes max_completion_tokens", []string{"gpt-5"}, "gpt-5", "max_completion_tokens", 200},
+		{"a listed model takes a request with no limit", []string{"gpt-5"}, "gpt-5", "", 200},
+		{"a model not listed takes max_tokens", []string{"gpt-5"}, oaModel, "max_tokens", 200},
+		{"without the option every model takes max_tokens", nil, "gpt-5", "max_tokens", 200},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := start(t, Options{RejectMaxTokens: tc.reject})
+			body := openaiBody(plainText, false, false)
+			delete(body, "max_tokens")
+			body["model"] = tc.model
+			if tc.limit != "" {
+				body[tc.limit] = 256
+			}
+			res := do(t, openaiRequest(t, s, key1, mustJSON(t, body)))
+			if res.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", res.status, tc.status, res.raw)
+			}
+			ks := s.Stats().ByKey[key1]
+			if tc.status == 200 {
+				if ks.Accepted != 1 {
+					t.Errorf("key stats = %+v, want the request accepted", ks)
+				}
+				return
+			}
+			got := res.json(t)
+			if path(t, got, "error", "type") != "invalid_request_error" || path(t, got, "error", "param") != "max_tokens" ||
+				path(t, got, "error", "code") != "unsupported_parameter" {
+				t.Errorf("error = %v, want invalid_request_error, param max_tokens, code unsupported_parameter", got["error"])
+			}
+			if msg := path(t, got, "error", "message").(string); !strings.Contains(msg, "Use 'max_completion_tokens' instead") {
+				t.Errorf("message = %q, want it to name max_completion_tokens", msg)
+			}
+			if ks.Rejected != 1 || ks.Accepted != 0 {
+				t.Errorf("key stats = %+v, want the request rejected", ks)
+			}
+		})
 	}
 }

@@ -50,6 +50,11 @@ type Options struct {
 	// drawn from RandomFaults (for soak runs and the fakellm command).
 	FaultRate    float64
 	RandomFaults []FaultKind
+	// RejectMaxTokens names the models that, like OpenAI's reasoning models (o1, o3, gpt-5),
+	// refuse an OpenAI-format request carrying max_tokens: 400 invalid_request_error, param
+	// max_tokens, code unsupported_parameter, "Use 'max_completion_tokens' instead." They take
+	// max_completion_tokens. Such a request counts as Rejected, before faults and quota.
+	RejectMaxTokens []string
 }
 
 // Key is one accepted API key and its quota. Only accepted requests count toward RPM and RPD,

@@ -7,9 +7,11 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mhannotator/mha/internal/config"
@@ -28,7 +30,8 @@ const (
 
 // Options configure a Client. BaseURL is the server, with or without the trailing /v1
 // ("http://localhost:11434" and "http://localhost:11434/v1" both work). The API key is sent as
-// "Authorization: Bearer"; local servers ignore it. MaxOutputTokens is sent as max_tokens.
+// "Authorization: Bearer"; local servers ignore it. MaxOutputTokens is sent as max_tokens, or
+// as max_completion_tokens to a model that refused max_tokens (see Client.Complete).
 type Options = httpx.Options
 
 // Client calls a chat completions server. It is safe for concurrent use; create one per API
@@ -40,6 +43,9 @@ type Client struct {
 	stream      bool
 	temperature *float64
 	maxTokens   int
+	// completionTokens holds the models (as a set) that refused max_tokens and are sent
+	// max_completion_tokens instead.
+	completionTokens sync.Map
 }
 
 // New returns a client, or an error when the base URL is not an absolute http(s) URL.
@@ -62,14 +68,35 @@ func New(o Options) (*Client, error) {
 // Complete sends one chat completion (streamed when the client streams) and returns the
 // reply's text and token counts. Failures are *llm.Error, except that a cancelled ctx returns
 // ctx.Err() (see package httpx).
+//
+// The output limit goes out as max_tokens, which every OpenAI-compatible server takes but
+// OpenAI's reasoning models (o1, o3, gpt-5) refuse with a 400 that asks for
+// max_completion_tokens. Such a refusal sends the call again, once, with that name, and the
+// client sends it to that model from then on.
 func (c *Client) Complete(ctx context.Context, req llm.Request) (llm.Response, error) {
 	model := cmp.Or(req.Model, c.model)
+	_, completionTokens := c.completionTokens.Load(model)
+	resp, err := c.complete(ctx, model, req.Prompt, completionTokens)
+	if c.maxTokens > 0 && !completionTokens && errors.Is(err, errMaxTokensRefused) {
+		c.completionTokens.Store(model, struct{}{})
+		resp, err = c.complete(ctx, model, req.Prompt, true)
+	}
+	return resp, err
+}
+
+// complete sends one chat completion, with the output limit named max_completion_tokens when
+// completionTokens is set, else max_tokens.
+func (c *Client) complete(ctx context.Context, model, prompt string, completionTokens bool) (llm.Response, error) {
 	r := request{
 		Model:       model,
-		Messages:    []message{{Role: "user", Content: req.Prompt}},
+		Messages:    []message{{Role: "user", Content: prompt}},
 		Temperature: c.temperature,
-		MaxTokens:   c.maxTokens,
 		Stream:      c.stream,
+	}
+	if completionTokens {
+		r.MaxCompletionTokens = c.maxTokens
+	} else {
+		r.MaxTokens = c.maxTokens
 	}
 	if c.stream {
 		r.StreamOptions = &streamOptions{IncludeUsage: true}
@@ -145,13 +172,19 @@ func (c *Client) result(r *reply, model string) (llm.Response, error) {
 	return resp, nil
 }
 
+// errMaxTokensRefused is the Err of a BadRequest whose server refused max_tokens and asked for
+// max_completion_tokens, which Complete answers by sending the call again.
+var errMaxTokensRefused = errors.New("the model takes max_completion_tokens, not max_tokens")
+
 // classify maps an API error to its Kind: status is the HTTP status, or 0 for an error object
 // inside a 200 reply or stream. msg stands in for the message when the reply held no error
 // object.
 func (c *Client) classify(status int, h http.Header, e *apiError, msg string) *llm.Error {
-	var code, typ string
+	var code, typ, param string
 	if e != nil {
 		msg, typ = e.Message, e.Type
+		// A param that is null, absent or not a string names no field.
+		_ = json.Unmarshal(e.Param, &param)
 		if json.Unmarshal(e.Code, &code) != nil { // not a string: vLLM puts the HTTP status there
 			var n int
 			if json.Unmarshal(e.Code, &n) == nil && status == 0 {
@@ -183,6 +216,11 @@ func (c *Client) classify(status int, h http.Header, e *apiError, msg string) *l
 		out.Kind = llm.Unavailable
 	case status >= 400 && status < 500:
 		out.Kind = llm.BadRequest
+		// OpenAI says "Unsupported parameter: 'max_tokens' ... Use 'max_completion_tokens'
+		// instead." A max_tokens that is merely too large (code invalid_value) is not this.
+		if (param == "max_tokens" && code == "unsupported_parameter") || strings.Contains(out.Message, "max_completion_tokens") {
+			out.Err = errMaxTokensRefused
+		}
 	default:
 		out.Kind = llm.Unavailable
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,6 +230,54 @@ func TestErrorRepliesAreClassified(t *testing.T) {
 		{Name: "503 from a full Ollama queue", Status: 503, Body: `{"error":"server busy, please try again.  maximum pending requests exceeded"}`, Kind: llm.Unavailable, Shows: "server busy"},
 		{Name: "502 from a proxy, in HTML", Status: 502, Body: "<html><body>502 Bad Gateway</body></html>", Kind: llm.Unavailable},
 	})
+}
+
+func TestOnlyARefusalOfMaxTokensIsAskedAgainWithMaxCompletionTokens(t *testing.T) {
+	const unsupported = `{"error":{"message":"Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.","type":"invalid_request_error","param":"max_tokens","code":"unsupported_parameter"}}`
+	cases := []struct {
+		name     string
+		refusal  string // the 400 body answering a request that carries max_tokens
+		always   bool   // the refusal answers max_completion_tokens too
+		requests int
+		kind     llm.Kind // "" means a reply
+	}{
+		{name: "OpenAI's unsupported_parameter", refusal: unsupported, requests: 2},
+		{name: "a message that names max_completion_tokens, with no param or code",
+			refusal:  `{"error": {"message": "max_tokens is deprecated for this model, use max_completion_tokens", "type": "BadRequestError", "param": null, "code": 400}}`,
+			requests: 2},
+		{name: "a max_tokens that is too large", refusal: `{"error": {"message": "max_tokens is too large: 100000. This model supports at most 16384 completion tokens, whereas you provided 100000.", "type": "invalid_request_error", "param": "max_tokens", "code": "invalid_value"}}`,
+			requests: 1, kind: llm.BadRequest},
+		{name: "another bad request", refusal: `{"error": {"message": "This model's maximum context length is 8192 tokens.", "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}`,
+			requests: 1, kind: llm.BadRequest},
+		{name: "a server that refuses both names is asked only once more", refusal: unsupported, always: true, requests: 2, kind: llm.BadRequest},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			refuse := providertest.Respond(http.StatusBadRequest, nil, c.refusal)
+			var (
+				srv      *providertest.Server
+				requests atomic.Int32
+			)
+			srv = providertest.NewServer(t, func(w http.ResponseWriter, r *http.Request) {
+				requests.Add(1)
+				if _, sent := srv.Last(t).Body["max_tokens"]; sent || c.always {
+					refuse(w, r)
+					return
+				}
+				providertest.Respond(http.StatusOK, nil, okReply)(w, r)
+			})
+			_, err := newClient(t, srv.URL, false).Complete(context.Background(), llm.Request{Prompt: "p"})
+			if c.kind == "" && err != nil {
+				t.Fatalf("Complete: %v", err)
+			}
+			if c.kind != "" {
+				provider.WantKind(t, err, c.kind)
+			}
+			if n := int(requests.Load()); n != c.requests {
+				t.Errorf("%d requests, want %d", n, c.requests)
+			}
+		})
+	}
 }
 
 func TestOutcomesOfASuccessfulStatusAreClassified(t *testing.T) {

@@ -11,6 +11,9 @@ type request struct {
 	MaxTokens     int            `json:"max_tokens,omitempty"`
 	Stream        bool           `json:"stream,omitempty"`
 	StreamOptions *streamOptions `json:"stream_options,omitempty"` // valid only with stream
+	// MaxCompletionTokens stands in for MaxTokens with the models that refuse it (OpenAI's
+	// reasoning models). A local server may not know it, so only those models get it.
+	MaxCompletionTokens int `json:"max_completion_tokens,omitempty"`
 }
 
 type message struct {
@@ -44,5 +47,6 @@ type usage struct {
 type apiError struct {
 	Message string          `json:"message"`
 	Type    string          `json:"type"`
-	Code    json.RawMessage `json:"code"` // usually a string ("insufficient_quota"), or null
+	Code    json.RawMessage `json:"code"`  // usually a string ("insufficient_quota"), or null
+	Param   json.RawMessage `json:"param"` // the request field at fault ("max_tokens"), or null
 }

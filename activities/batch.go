@@ -1,0 +1,259 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/mhannotator/mha/internal/config"
+	"github.com/mhannotator/mha/internal/contract"
+	"github.com/mhannotator/mha/internal/labels"
+	"github.com/mhannotator/mha/internal/llm"
+	"github.com/mhannotator/mha/internal/prompts"
+	"github.com/mhannotator/mha/internal/store"
+)
+
+// checkpoint is what a batch attempt records in its heartbeat details, so the next attempt
+// of the same batch goes on from there.
+type checkpoint struct {
+	Last    int // position of the last sample stored by this batch, -1 for none
+	Carry   contract.Carry
+	Strikes int // attempts in a row that failed without storing anything, for other reasons
+}
+
+// batch is one attempt of one batch.
+type batch struct {
+	a        *Activities
+	ctx      context.Context
+	info     activity.Info
+	in       contract.BatchInput
+	g        config.Global
+	ann      config.Annotator
+	provider llm.Provider
+	prompt   prompts.Prompt
+	cp       checkpoint
+	gate     *control
+	deadline *progressDeadline
+	slots    []time.Time // granted call slots not used yet
+	samples  []store.Sample
+	stored   int
+}
+
+func (a *Activities) newBatch(ctx context.Context, in contract.BatchInput) (*batch, error) {
+	info := activity.GetInfo(ctx)
+	cfg := a.config(ctx)
+	b := &batch{a: a, ctx: ctx, info: info, in: in, g: cfg.Global, cp: checkpoint{Last: in.From - 1, Carry: in.Carry}}
+	var ok bool
+	if b.ann, ok = cfg.Annotator(in.Annotator); !ok {
+		return nil, nonRetryable(fmt.Sprintf("annotator %q is not in the config", in.Annotator), contract.ErrBadConfig, info.Attempt)
+	}
+	var err error
+	if b.provider, err = a.provider(b.ann, b.g); err != nil {
+		return nil, nonRetryable(err.Error(), contract.ErrBadConfig, info.Attempt)
+	}
+	if b.prompt, err = a.Prompts.Active(in.Annotator, in.Domain); err != nil {
+		return nil, nonRetryable(err.Error(), contract.ErrPromptMissing, info.Attempt)
+	}
+	b.resume()
+	end := in.From + in.Count
+	if from := b.cp.Last + 1; from < end {
+		if b.samples, err = a.Store.Samples(ctx, from, end-from); err != nil {
+			return nil, err
+		}
+		done, err := a.Store.AnnotatedIDs(ctx, in.Annotator, string(in.Domain), sampleIDs(b.samples))
+		if err != nil {
+			return nil, err
+		}
+		todo := b.samples[:0]
+		for _, s := range b.samples {
+			if !done[s.ID] {
+				todo = append(todo, s)
+			}
+		}
+		b.samples = todo
+	}
+	// A paid call is always preceded by the question whether the run was paused or stopped;
+	// free offline samples ask at most every ControlInterval.
+	b.gate = &control{interval: a.ControlInterval, always: b.ann.Provider != config.ProviderOffline}
+	b.deadline = newProgressDeadline(ctx, info.HeartbeatTimeout)
+	return b, nil
+}
+
+// resume takes the checkpoint of the previous attempt of this batch, if there was one. The
+// previous release heartbeated the last stored position alone.
+func (b *batch) resume() {
+	if !activity.HasHeartbeatDetails(b.ctx) {
+		return
+	}
+	var cp checkpoint
+	if err := activity.GetHeartbeatDetails(b.ctx, &cp); err == nil {
+		if cp.Last >= b.cp.Last {
+			b.cp = cp
+		}
+		return
+	}
+	var last int
+	if err := activity.GetHeartbeatDetails(b.ctx, &last); err == nil && last > b.cp.Last {
+		b.cp.Last = last
+	}
+}
+
+// run works through the batch's samples; it returns early with a Wait when the run has to
+// wait longer than a worker slot should be held.
+func (b *batch) run() (contract.BatchResult, error) {
+	end := b.in.From + b.in.Count
+	for i, s := range b.samples {
+		result, wait, err := b.annotate(s, len(b.samples)-i)
+		if err != nil {
+			return contract.BatchResult{}, err
+		}
+		if wait != nil {
+			return contract.BatchResult{Next: s.Position, Wait: wait}, nil
+		}
+		// The call is paid for: store it even if the batch was cancelled meanwhile.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), storeWriteTimeout)
+		err = b.a.Store.UpsertAnnotation(wctx, result)
+		cancel()
+		if err != nil {
+			return contract.BatchResult{}, fmt.Errorf("store annotation of sample %s: %w", s.ID, err)
+		}
+		b.stored++
+		b.cp.Last, b.cp.Strikes = s.Position, 0
+		b.deadline.progress()
+		if err := b.streak(result); err != nil {
+			return contract.BatchResult{}, err
+		}
+	}
+	return contract.BatchResult{Next: end}, nil
+}
+
+// streak fails the run when max_consecutive_errors samples in a row ended with the same
+// non-transient error: the request is wrong, not the samples (those rows stay visible).
+func (b *batch) streak(a store.Annotation) error {
+	c := &b.cp.Carry
+	if a.Status != store.StatusError {
+		c.StreakError, c.StreakCount = "", 0
+		return nil
+	}
+	if a.Error == c.StreakError {
+		c.StreakCount++
+	} else {
+		c.StreakError, c.StreakCount = a.Error, 1
+	}
+	if c.StreakCount < b.g.MaxConsecutiveErrors {
+		return nil
+	}
+	msg := fmt.Sprintf("%d samples in a row failed with the same error (%s); fix the request or the config, then reset the run", c.StreakCount, c.StreakError)
+	c.StreakError, c.StreakCount = "", 0
+	return nonRetryable(msg, contract.ErrSystematic, b.info.Attempt)
+}
+
+// settle turns the error that ends an attempt into what the server should see: a
+// cancellation as a cancellation, a wedge or a worker shutdown as a retryable failure that
+// costs no restart attempt, and anything else as a strike; max_restart_attempts strikes in a
+// row give up.
+func (b *batch) settle(err error) error {
+	var app *temporal.ApplicationError
+	switch {
+	case errors.Is(err, errCancelled):
+		return b.ctx.Err()
+	case errors.As(err, &app) && (app.NonRetryable() || app.Type() == errTypeNoProgress || app.Type() == errTypeWorkerStopping):
+		return err
+	case errors.Is(err, errNotCurrent):
+		return err
+	}
+	if b.stored == 0 {
+		b.cp.Strikes++
+	}
+	if b.cp.Strikes >= b.g.MaxRestartAttempts {
+		return nonRetryable(fmt.Sprintf("%d attempts in a row failed without storing anything: %v", b.cp.Strikes, err), contract.ErrGaveUp, b.info.Attempt)
+	}
+	_ = b.beat(false) // the next attempt reads the strikes from here
+	return err
+}
+
+// annotate asks for one sample's label, re-asking while the reply is malformed, and returns
+// the annotation to store, or a Wait when the run should wait outside the worker.
+func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.Wait, error) {
+	req := request(b.ann, b.prompt, b.in.Domain, s)
+	result := store.Annotation{Annotator: b.ann.ID, Domain: string(b.in.Domain), SampleID: s.ID, Model: b.ann.ModelName, PromptHash: b.prompt.Hash}
+	c := &b.cp.Carry
+	if c.ReaskSample != s.ID {
+		c.ReaskSample, c.Reasks = s.ID, 0
+	}
+	start := time.Now()
+	quick := 0
+	for {
+		if wait, err := b.beforeCall(req, left); err != nil || wait != nil {
+			return store.Annotation{}, wait, err
+		}
+		b.deadline.progress()
+		callStart := time.Now()
+		// Each streamed chunk is progress: the call is alive even before the sample is stored.
+		resp, err := complete(llm.WithProgress(b.deadline.ctx, b.deadline.progress), b.provider, req, callTimeout(b.g))
+		b.a.observe(b.ann.ID, time.Since(callStart))
+		if cause := context.Cause(b.deadline.ctx); cause != nil && err != nil {
+			return store.Annotation{}, nil, cause
+		}
+		switch kind := classify(err); kind {
+		case llm.RateLimited:
+			if wait, err := b.penalize(err); err != nil || wait != nil {
+				return store.Annotation{}, wait, err
+			}
+			continue
+		case llm.DailyQuota:
+			return store.Annotation{}, dailyQuotaWait(err), nil
+		case llm.Unavailable:
+			if quick < len(quickRetries) {
+				quick++
+				if err := b.sleep(quickRetries[quick-1]); err != nil {
+					return store.Annotation{}, nil, err
+				}
+				continue
+			}
+			return store.Annotation{}, &contract.Wait{Status: contract.StatusWaitingRetry, Reason: err.Error()}, nil
+		}
+		if status, recorded := sampleOutcome(err); recorded {
+			result.Status, result.Error, result.Attempt = status, err.Error(), c.Reasks+1
+			result.LatencyMS = time.Since(start).Milliseconds()
+			return result, nil, nil
+		}
+		if err != nil {
+			return store.Annotation{}, nil, batchError(s.ID, err, b.info.Attempt)
+		}
+		outcome := labels.Parse(b.in.Domain, resp.Text)
+		result.RawReply, result.Label = resp.Text, outcome.Label
+		result.ParseError, result.ValidityError = outcome.ParseError, outcome.ValidityError
+		result.InputTokens += resp.InputTokens
+		result.OutputTokens += resp.OutputTokens
+		result.Attempt = c.Reasks + 1
+		if resp.Model != "" {
+			result.Model = resp.Model
+		}
+		if outcome.OK() || c.Reasks >= b.g.MaxRetries {
+			result.Status = store.StatusOK
+			if !outcome.OK() {
+				result.Status = store.StatusMalformed
+			}
+			result.LatencyMS = time.Since(start).Milliseconds()
+			c.ReaskSample, c.Reasks = "", 0
+			return result, nil, nil
+		}
+		c.Reasks++ // checkpointed by the check before the re-ask
+	}
+}
+
+// beforeCall waits for the call's quota slot, then asks the server whether the run was
+// paused or stopped meanwhile: no paid call starts after either.
+func (b *batch) beforeCall(req llm.Request, left int) (*contract.Wait, error) {
+	if b.a.metered(b.ann) {
+		if wait, err := b.awaitSlot(req, left); err != nil || wait != nil {
+			return wait, err
+		}
+	}
+	return nil, b.beat(true)
+}

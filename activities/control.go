@@ -1,0 +1,253 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/mhannotator/mha/internal/config"
+	"github.com/mhannotator/mha/internal/contract"
+	"github.com/mhannotator/mha/internal/llm"
+)
+
+// This file is how a batch learns that it must stop (pause, stop, Temporal's own activity
+// pause and reset, worker shutdown, an attempt the server gave up on) and how it waits: for a
+// quota slot, a 429 penalty or an in-place retry, never longer than a short horizon.
+
+// Error types a batch ends with that are nobody's fault and cost no restart attempt.
+const (
+	errTypeNoProgress     = "NoProgress"
+	errTypeWorkerStopping = "WorkerStopping"
+)
+
+var (
+	// errCancelled: the server says the batch was cancelled (the run was paused or stopped).
+	errCancelled = errors.New("batch cancelled")
+	// errNotCurrent: the server no longer knows this attempt (it timed out, or its run closed).
+	errNotCurrent = errors.New("this attempt is no longer current (timed out or its run closed)")
+	// errNoProgress cancels a batch whose samples stopped progressing.
+	errNoProgress = temporal.NewApplicationError("no sample progressed within the heartbeat timeout; the call was cut", errTypeNoProgress)
+)
+
+// checkEvery is how often a waiting batch asks whether it was cancelled.
+const checkEvery = 500 * time.Millisecond
+
+// slotTolerance is how late a call may start after its quota slot: the quota workflow spaces
+// slots a minute plus 500 ms apart, and half of that margin is left for the network.
+const slotTolerance = 250 * time.Millisecond
+
+// horizon is the longest a batch waits inside its worker slot for quota or a retry; longer
+// waits end the batch, and the run sleeps on a durable timer instead.
+func horizon(g config.Global) time.Duration { return min(5*time.Second, g.HeartbeatTimeout/2) }
+
+// control decides when a batch asks the server, synchronously, whether it was cancelled.
+type control struct {
+	interval time.Duration
+	always   bool // before every paid call, not only every interval
+	last     time.Time
+}
+
+func (c *control) due(paidCall bool) bool {
+	if c.interval <= 0 || (!(c.always && paidCall) && time.Since(c.last) < c.interval) {
+		return false
+	}
+	c.last = time.Now()
+	return true
+}
+
+// beat checkpoints the batch in its heartbeat and, when a check is due, waits for the
+// server's answer, which says whether the batch was cancelled: the heartbeat a batch sends
+// for progress is also how it learns that it must stop, in one round trip.
+func (b *batch) beat(paidCall bool) error {
+	select {
+	case <-b.ctx.Done():
+		return errCancelled
+	case <-activity.GetWorkerStopChannel(b.ctx):
+		return temporal.NewApplicationError("worker is shutting down", errTypeWorkerStopping)
+	default:
+	}
+	if !b.gate.due(paidCall) {
+		if b.gate.interval <= 0 {
+			activity.RecordHeartbeat(b.ctx, b.cp)
+		}
+		return nil
+	}
+	err := activity.GetClient(b.ctx).RecordActivityHeartbeat(b.ctx, b.info.TaskToken, b.cp)
+	var canceled *temporal.CanceledError
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &canceled), errors.Is(err, activity.ErrActivityPaused), errors.Is(err, activity.ErrActivityReset):
+		return b.cancelled()
+	case errors.As(err, &notFound):
+		return fmt.Errorf("%w: %v", errNotCurrent, err)
+	case err != nil:
+		activity.GetLogger(b.ctx).Warn("Control heartbeat failed; going on", "error", err)
+	}
+	return nil
+}
+
+// cancelled hands a cancellation learned from the client's heartbeat to the SDK, whose own
+// heartbeat cancels the activity's context with the server's reason, so the attempt is
+// reported as cancelled (or paused, or reset) and not as failed.
+func (b *batch) cancelled() error {
+	activity.RecordHeartbeat(b.ctx, b.cp)
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-b.ctx.Done():
+	case <-t.C:
+	}
+	return errCancelled
+}
+
+// sleep waits d while the batch is still wanted, asking the server every checkEvery.
+func (b *batch) sleep(d time.Duration) error {
+	until := time.Now().Add(d)
+	for left := d; left > 0; left = time.Until(until) {
+		t := time.NewTimer(min(left, checkEvery))
+		select {
+		case <-b.ctx.Done():
+			t.Stop()
+			return errCancelled
+		case <-t.C:
+		}
+		b.deadline.progress() // waiting is not being stuck
+		if err := b.beat(true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// awaitSlot takes the call's slot from the batch's reservation, reserving more when it is
+// used up, and waits until the slot starts. A slot beyond the horizon ends the batch: the
+// run sleeps until shortly before it, and the pool keeps it for the run meanwhile.
+func (b *batch) awaitSlot(req llm.Request, left int) (*contract.Wait, error) {
+	h := horizon(b.g)
+	for {
+		if len(b.slots) == 0 {
+			ask := contract.Ask{Requester: b.info.WorkflowExecution.ID, Count: b.slotsToAsk(left),
+				Tokens: len(req.Prompt)/4 + b.g.MaxOutputTokens} // about four characters a token, plus the reply budget
+			asked := time.Now()
+			slots, exhausted, err := b.a.Limiter.Reserve(b.ctx, b.ann.QuotaPool, ask, h, b.ann.QuotaLimits(b.g))
+			if err != nil {
+				if b.ctx.Err() != nil {
+					return nil, errCancelled
+				}
+				return nil, err
+			}
+			if len(slots) == 0 {
+				if exhausted.IsZero() {
+					return nil, fmt.Errorf("quota pool %s granted no slot", b.ann.QuotaPool)
+				}
+				return &contract.Wait{Until: exhausted, Status: contract.StatusWaitingQuota,
+					Reason: fmt.Sprintf("requests_per_day of quota pool %s are spent until %s", b.ann.QuotaPool, exhausted.UTC().Format(time.RFC3339))}, nil
+			}
+			// A slot beyond the horizon (by the clock the pool answered from) is held for
+			// this run; the pool hands it back on the run's next request, so it is never
+			// used from this reservation.
+			if at := slots[0]; at.After(asked.Add(h)) {
+				return &contract.Wait{Until: at.Add(-h / 2), Status: contract.StatusWaitingQuota,
+					Reason: fmt.Sprintf("quota pool %s is busy; next call at %s", b.ann.QuotaPool, at.UTC().Format(time.RFC3339))}, nil
+			}
+			b.slots = slots
+		}
+		at, now := b.slots[0], time.Now()
+		b.slots = b.slots[1:]
+		if now.After(at.Add(slotTolerance)) {
+			continue // too late to use without crowding a later minute
+		}
+		if d := time.Until(at); d > 0 {
+			if err := b.sleep(d); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}
+}
+
+// slotsToAsk is how many slots to reserve at once: as many as this batch can start before
+// the last of them would be stale, judged by the annotator's recent call duration.
+func (b *batch) slotsToAsk(left int) int {
+	d, ok := b.a.callDuration(b.ann.ID)
+	if !ok {
+		return 1
+	}
+	return max(1, min(left, 1+int(slotTolerance/max(d, time.Millisecond))))
+}
+
+// penalize handles a 429: with a limiter the whole pool waits (the next reservation lands
+// after the penalty, and the slots reserved before it are given up); without one, only this
+// call waits.
+func (b *batch) penalize(err error) (*contract.Wait, error) {
+	wait, _ := rateLimitWait(err)
+	if !b.a.metered(b.ann) {
+		if wait > horizon(b.g) {
+			return &contract.Wait{Until: time.Now().Add(wait), Status: contract.StatusWaitingQuota, Reason: err.Error()}, nil
+		}
+		return nil, b.sleep(wait)
+	}
+	b.slots = nil
+	return nil, b.a.Limiter.Penalize(b.ctx, b.ann.QuotaPool, time.Now().Add(wait), b.info.WorkflowExecution.ID)
+}
+
+func dailyQuotaWait(err error) *contract.Wait {
+	var e *llm.Error
+	reset := time.Now().Add(time.Hour)
+	if errors.As(err, &e) && !e.ResetAt.IsZero() {
+		reset = e.ResetAt
+	}
+	return &contract.Wait{Until: reset, Status: contract.StatusWaitingQuota, Reason: "daily quota spent: " + err.Error()}
+}
+
+// classify is the class of a call's error; a call that ran out of time without the
+// provider saying why is unavailable, like any timeout.
+func classify(err error) llm.Kind {
+	if kind, ok := llm.KindOf(err); ok {
+		return kind
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return llm.Unavailable
+	}
+	return ""
+}
+
+// progressDeadline is the activity's own stuck detector. The SDK does not enforce the
+// heartbeat timeout inside the worker: a timed-out attempt keeps running while the server
+// retries it elsewhere. So calls run under ctx, which is cancelled when nothing progressed
+// (a call started, a chunk streamed, a sample stored) within the heartbeat timeout. It is
+// detached from the activity's cancellation on purpose: pause and stop let the call in
+// flight finish.
+type progressDeadline struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+	limit  time.Duration
+}
+
+func newProgressDeadline(parent context.Context, limit time.Duration) *progressDeadline {
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
+	d := &progressDeadline{ctx: ctx, cancel: cancel, limit: limit}
+	if limit > 0 {
+		d.timer = time.AfterFunc(limit, func() { cancel(errNoProgress) })
+	}
+	return d
+}
+
+func (d *progressDeadline) progress() {
+	if d.timer != nil {
+		d.timer.Reset(d.limit)
+	}
+}
+
+func (d *progressDeadline) stop() {
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.cancel(nil)
+}

@@ -34,6 +34,11 @@ type Activities struct {
 	// Limiter meters provider calls per quota pool; nil leaves calls unmetered. The offline
 	// annotator is never metered.
 	Limiter Limiter
+	// CallSlots bounds the calls in flight on this worker (a send takes a slot, a receive
+	// frees it); nil leaves them unbounded. The worker runs more batches than it has call
+	// slots, so a batch between two calls (storing, reserving, starting) never leaves a
+	// call slot idle.
+	CallSlots chan struct{}
 
 	// Reload, when set, re-reads the config before each batch, so a fixed API key or a
 	// changed setting reaches runs without a worker restart. A config that fails to load
@@ -124,10 +129,7 @@ func (a *Activities) AnnotateBatch(ctx context.Context, in contract.BatchInput) 
 	if err != nil {
 		return contract.BatchResult{}, b.settle(err)
 	}
-	res.Stored, res.Attempt, res.Carry = b.stored, b.info.Attempt, b.cp.Carry
-	if res.DatasetSize, err = a.Store.CountSamples(ctx); err != nil {
-		return contract.BatchResult{}, err
-	}
+	res.Stored, res.Attempt, res.Carry, res.DatasetSize = b.stored, b.info.Attempt, b.cp.Carry, b.size
 	if res.Counts, err = a.Store.CountAnnotations(ctx, in.Annotator, string(in.Domain), min(in.Target, res.DatasetSize)); err != nil {
 		return contract.BatchResult{}, err
 	}

@@ -97,7 +97,8 @@ func newFixture(t *testing.T, n int) *fixture {
 
 func (f *fixture) batch(t *testing.T, from, count int) (contract.BatchResult, error) {
 	t.Helper()
-	v, err := f.env.ExecuteActivity(f.acts.AnnotateBatch, contract.BatchInput{Annotator: "1", Domain: labels.Urgency, From: from, Count: count, Target: 100})
+	// The run ends with the batch, so the batch does not go on into the next samples.
+	v, err := f.env.ExecuteActivity(f.acts.AnnotateBatch, contract.BatchInput{Annotator: "1", Domain: labels.Urgency, From: from, Count: count, Target: from + count})
 	if err != nil {
 		return contract.BatchResult{}, err
 	}
@@ -145,6 +146,22 @@ func TestBatchStoresEachSampleAndHeartbeatsItsPosition(t *testing.T) {
 	}
 	if !strings.Contains(f.prov.prompts[0], "text {with braces} A") {
 		t.Fatalf("the prompt does not carry the sample text: %q", f.prov.prompts[0])
+	}
+}
+
+func TestAQuickBatchGoesOnIntoTheRunsNextSamples(t *testing.T) {
+	f := newFixture(t, 25)
+	v, err := f.env.ExecuteActivity(f.acts.AnnotateBatch, contract.BatchInput{Annotator: "1", Domain: labels.Urgency, From: 0, Count: 4, Target: 22})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res contract.BatchResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	// Far quicker than minBatchSpan: it works on, batch by batch, up to the run's target.
+	if res.Next != 22 || res.Stored != 22 || res.Counts.OK != 22 || f.prov.calls() != 22 {
+		t.Fatalf("result = %+v after %d calls; want the run's 22 samples done in one batch", res, f.prov.calls())
 	}
 }
 

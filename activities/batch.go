@@ -38,15 +38,21 @@ type batch struct {
 	cp       checkpoint
 	gate     *control
 	deadline *progressDeadline
-	slots    []time.Time // granted call slots not used yet
-	samples  []store.Sample
+	slots    []time.Time        // granted quota slots not used yet
+	next     <-chan reservation // the next slots, asked for meanwhile
+	started  time.Time
+	size     int // samples in the store
 	stored   int
 }
+
+// minBatchSpan: quick samples are grouped until a batch has lasted about this long, so a fast
+// provider does not pay a workflow round trip for every few samples.
+const minBatchSpan = 2 * time.Second
 
 func (a *Activities) newBatch(ctx context.Context, in contract.BatchInput) (*batch, error) {
 	info := activity.GetInfo(ctx)
 	cfg := a.config(ctx)
-	b := &batch{a: a, ctx: ctx, info: info, in: in, g: cfg.Global, cp: checkpoint{Last: in.From - 1, Carry: in.Carry}}
+	b := &batch{a: a, ctx: ctx, info: info, in: in, g: cfg.Global, cp: checkpoint{Last: in.From - 1, Carry: in.Carry}, started: time.Now()}
 	var ok bool
 	if b.ann, ok = cfg.Annotator(in.Annotator); !ok {
 		return nil, nonRetryable(fmt.Sprintf("annotator %q is not in the config", in.Annotator), contract.ErrBadConfig, info.Attempt)
@@ -59,23 +65,6 @@ func (a *Activities) newBatch(ctx context.Context, in contract.BatchInput) (*bat
 		return nil, nonRetryable(err.Error(), contract.ErrPromptMissing, info.Attempt)
 	}
 	b.resume()
-	end := in.From + in.Count
-	if from := b.cp.Last + 1; from < end {
-		if b.samples, err = a.Store.Samples(ctx, from, end-from); err != nil {
-			return nil, err
-		}
-		done, err := a.Store.AnnotatedIDs(ctx, in.Annotator, string(in.Domain), sampleIDs(b.samples))
-		if err != nil {
-			return nil, err
-		}
-		todo := b.samples[:0]
-		for _, s := range b.samples {
-			if !done[s.ID] {
-				todo = append(todo, s)
-			}
-		}
-		b.samples = todo
-	}
 	// A paid call is always preceded by the question whether the run was paused or stopped;
 	// free offline samples ask at most every ControlInterval.
 	b.gate = &control{interval: a.ControlInterval, always: b.ann.Provider != config.ProviderOffline}
@@ -102,33 +91,72 @@ func (b *batch) resume() {
 	}
 }
 
-// run works through the batch's samples; it returns early with a Wait when the run has to
-// wait longer than a worker slot should be held.
+// run works through the batch's samples, and on through the run's next ones while the batch
+// is younger than minBatchSpan; it returns early with a Wait when the run has to wait longer
+// than a worker slot should be held.
 func (b *batch) run() (contract.BatchResult, error) {
-	end := b.in.From + b.in.Count
-	for i, s := range b.samples {
-		result, wait, err := b.annotate(s, len(b.samples)-i)
+	var err error
+	if b.size, err = b.a.Store.CountSamples(b.ctx); err != nil {
+		return contract.BatchResult{}, err
+	}
+	end := min(b.in.Target, b.size)
+	from, to := b.cp.Last+1, b.in.From+b.in.Count
+	for {
+		samples, err := b.todo(from, to)
 		if err != nil {
 			return contract.BatchResult{}, err
 		}
-		if wait != nil {
-			return contract.BatchResult{Next: s.Position, Wait: wait}, nil
+		for i, s := range samples {
+			if wait, err := b.settleSample(s, len(samples)-i); err != nil || wait != nil {
+				return contract.BatchResult{Next: s.Position, Wait: wait}, err
+			}
 		}
-		// The call is paid for: store it even if the batch was cancelled meanwhile.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), storeWriteTimeout)
-		err = b.a.Store.UpsertAnnotation(wctx, result)
-		cancel()
-		if err != nil {
-			return contract.BatchResult{}, fmt.Errorf("store annotation of sample %s: %w", s.ID, err)
+		if to >= end || time.Since(b.started) >= minBatchSpan {
+			return contract.BatchResult{Next: to}, nil
 		}
-		b.stored++
-		b.cp.Last, b.cp.Strikes = s.Position, 0
-		b.deadline.progress()
-		if err := b.streak(result); err != nil {
-			return contract.BatchResult{}, err
+		from, to = to, min(end, to+b.in.Count)
+	}
+}
+
+// todo returns the samples at positions [from, to) that have no annotation yet.
+func (b *batch) todo(from, to int) ([]store.Sample, error) {
+	if from >= to {
+		return nil, nil
+	}
+	samples, err := b.a.Store.Samples(b.ctx, from, to-from)
+	if err != nil {
+		return nil, err
+	}
+	done, err := b.a.Store.AnnotatedIDs(b.ctx, b.in.Annotator, string(b.in.Domain), sampleIDs(samples))
+	if err != nil {
+		return nil, err
+	}
+	out := samples[:0]
+	for _, s := range samples {
+		if !done[s.ID] {
+			out = append(out, s)
 		}
 	}
-	return contract.BatchResult{Next: end}, nil
+	return out, nil
+}
+
+// settleSample annotates one sample and stores the result, or says why the run must wait.
+func (b *batch) settleSample(s store.Sample, left int) (*contract.Wait, error) {
+	result, wait, err := b.annotate(s, left)
+	if err != nil || wait != nil {
+		return wait, err
+	}
+	// The call is paid for: store it even if the batch was cancelled meanwhile.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), storeWriteTimeout)
+	err = b.a.Store.UpsertAnnotation(wctx, result)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("store annotation of sample %s: %w", s.ID, err)
+	}
+	b.stored++
+	b.cp.Last, b.cp.Strikes = s.Position, 0
+	b.deadline.progress()
+	return nil, b.streak(result)
 }
 
 // streak fails the run when max_consecutive_errors samples in a row ended with the same
@@ -188,13 +216,15 @@ func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.
 	start := time.Now()
 	quick := 0
 	for {
-		if wait, err := b.beforeCall(req, left); err != nil || wait != nil {
+		release, wait, err := b.beforeCall(req, left)
+		if err != nil || wait != nil {
 			return store.Annotation{}, wait, err
 		}
 		b.deadline.progress()
 		callStart := time.Now()
 		// Each streamed chunk is progress: the call is alive even before the sample is stored.
 		resp, err := complete(llm.WithProgress(b.deadline.ctx, b.deadline.progress), b.provider, req, callTimeout(b.g))
+		release()
 		b.a.observe(b.ann.ID, time.Since(callStart))
 		if cause := context.Cause(b.deadline.ctx); cause != nil && err != nil {
 			return store.Annotation{}, nil, cause
@@ -247,13 +277,28 @@ func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.
 	}
 }
 
-// beforeCall waits for the call's quota slot, then asks the server whether the run was
-// paused or stopped meanwhile: no paid call starts after either.
-func (b *batch) beforeCall(req llm.Request, left int) (*contract.Wait, error) {
-	if b.a.metered(b.ann) {
-		if wait, err := b.awaitSlot(req, left); err != nil || wait != nil {
-			return wait, err
+// beforeCall waits for the call's quota slot and for one of the worker's call slots, then
+// asks the server whether the run was paused or stopped meanwhile: no paid call starts after
+// either. It returns what frees the call slot.
+func (b *batch) beforeCall(req llm.Request, left int) (release func(), wait *contract.Wait, err error) {
+	for {
+		var at time.Time
+		if b.a.metered(b.ann) {
+			if at, wait, err = b.awaitSlot(req, left); err != nil || wait != nil {
+				return nil, wait, err
+			}
 		}
+		if release, err = b.acquire(); err != nil {
+			return nil, nil, err
+		}
+		if !at.IsZero() && time.Since(at) > slotTolerance {
+			release()
+			continue // the slot went stale while the worker's calls were all busy
+		}
+		if err := b.beat(true); err != nil {
+			release()
+			return nil, nil, err
+		}
+		return release, nil, nil
 	}
-	return nil, b.beat(true)
 }

@@ -124,50 +124,107 @@ func (b *batch) sleep(d time.Duration) error {
 	return nil
 }
 
+// reservation is the answer to a Reserve, and when it was asked for.
+type reservation struct {
+	slots     []time.Time
+	exhausted time.Time
+	asked     time.Time
+	err       error
+}
+
+// reserve asks the pool for count slots, in the background.
+func (b *batch) reserve(req llm.Request, count int) <-chan reservation {
+	ch := make(chan reservation, 1)
+	ask := contract.Ask{Requester: b.info.WorkflowExecution.ID, Count: count,
+		Tokens: len(req.Prompt)/4 + b.g.MaxOutputTokens} // about four characters a token, plus the reply budget
+	asked := time.Now()
+	go func() {
+		slots, exhausted, err := b.a.Limiter.Reserve(b.ctx, b.ann.QuotaPool, ask, horizon(b.g), b.ann.QuotaLimits(b.g))
+		ch <- reservation{slots: slots, exhausted: exhausted, asked: asked, err: err}
+	}()
+	return ch
+}
+
 // awaitSlot takes the call's slot from the batch's reservation, reserving more when it is
 // used up, and waits until the slot starts. A slot beyond the horizon ends the batch: the
 // run sleeps until shortly before it, and the pool keeps it for the run meanwhile.
-func (b *batch) awaitSlot(req llm.Request, left int) (*contract.Wait, error) {
+func (b *batch) awaitSlot(req llm.Request, left int) (time.Time, *contract.Wait, error) {
 	h := horizon(b.g)
 	for {
 		if len(b.slots) == 0 {
-			ask := contract.Ask{Requester: b.info.WorkflowExecution.ID, Count: b.slotsToAsk(left),
-				Tokens: len(req.Prompt)/4 + b.g.MaxOutputTokens} // about four characters a token, plus the reply budget
-			asked := time.Now()
-			slots, exhausted, err := b.a.Limiter.Reserve(b.ctx, b.ann.QuotaPool, ask, h, b.ann.QuotaLimits(b.g))
-			if err != nil {
-				if b.ctx.Err() != nil {
-					return nil, errCancelled
-				}
-				return nil, err
+			if b.next == nil {
+				b.next = b.reserve(req, b.slotsToAsk(left))
 			}
-			if len(slots) == 0 {
-				if exhausted.IsZero() {
-					return nil, fmt.Errorf("quota pool %s granted no slot", b.ann.QuotaPool)
+			var r reservation
+			select {
+			case r = <-b.next:
+			case <-b.ctx.Done():
+				return time.Time{}, nil, errCancelled
+			}
+			b.next = nil
+			if r.err != nil {
+				if b.ctx.Err() != nil {
+					return time.Time{}, nil, errCancelled
 				}
-				return &contract.Wait{Until: exhausted, Status: contract.StatusWaitingQuota,
-					Reason: fmt.Sprintf("requests_per_day of quota pool %s are spent until %s", b.ann.QuotaPool, exhausted.UTC().Format(time.RFC3339))}, nil
+				return time.Time{}, nil, r.err
+			}
+			if len(r.slots) == 0 {
+				if r.exhausted.IsZero() {
+					return time.Time{}, nil, fmt.Errorf("quota pool %s granted no slot", b.ann.QuotaPool)
+				}
+				return time.Time{}, &contract.Wait{Until: r.exhausted, Status: contract.StatusWaitingQuota,
+					Reason: fmt.Sprintf("requests_per_day of quota pool %s are spent until %s", b.ann.QuotaPool, r.exhausted.UTC().Format(time.RFC3339))}, nil
 			}
 			// A slot beyond the horizon (by the clock the pool answered from) is held for
 			// this run; the pool hands it back on the run's next request, so it is never
 			// used from this reservation.
-			if at := slots[0]; at.After(asked.Add(h)) {
-				return &contract.Wait{Until: at.Add(-h / 2), Status: contract.StatusWaitingQuota,
+			if at := r.slots[0]; at.After(r.asked.Add(h)) {
+				return time.Time{}, &contract.Wait{Until: at.Add(-h / 2), Status: contract.StatusWaitingQuota,
 					Reason: fmt.Sprintf("quota pool %s is busy; next call at %s", b.ann.QuotaPool, at.UTC().Format(time.RFC3339))}, nil
 			}
-			b.slots = slots
+			b.slots = r.slots
 		}
-		at, now := b.slots[0], time.Now()
+		at := b.slots[0]
 		b.slots = b.slots[1:]
-		if now.After(at.Add(slotTolerance)) {
+		if time.Since(at) > slotTolerance {
 			continue // too late to use without crowding a later minute
+		}
+		// The next slots are asked for while this call runs, so the reservation's round
+		// trip is not paid between two calls.
+		if len(b.slots) == 0 && left > 1 {
+			b.next = b.reserve(req, b.slotsToAsk(left-1))
 		}
 		if d := time.Until(at); d > 0 {
 			if err := b.sleep(d); err != nil {
+				return time.Time{}, nil, err
+			}
+		}
+		return at, nil, nil
+	}
+}
+
+// acquire waits for one of the worker's call slots, asking the server meanwhile whether the
+// batch is still wanted; it returns what frees the slot.
+func (b *batch) acquire() (func(), error) {
+	calls := b.a.CallSlots
+	if calls == nil {
+		return func() {}, nil
+	}
+	for {
+		t := time.NewTimer(checkEvery)
+		select {
+		case calls <- struct{}{}:
+			t.Stop()
+			return func() { <-calls }, nil
+		case <-b.ctx.Done():
+			t.Stop()
+			return nil, errCancelled
+		case <-t.C:
+			b.deadline.progress() // waiting for a call slot is not being stuck
+			if err := b.beat(true); err != nil {
 				return nil, err
 			}
 		}
-		return nil, nil
 	}
 }
 
@@ -192,7 +249,7 @@ func (b *batch) penalize(err error) (*contract.Wait, error) {
 		}
 		return nil, b.sleep(wait)
 	}
-	b.slots = nil
+	b.slots, b.next = nil, nil
 	return nil, b.a.Limiter.Penalize(b.ctx, b.ann.QuotaPool, time.Now().Add(wait), b.info.WorkflowExecution.ID)
 }
 

@@ -35,7 +35,7 @@ func run(args []string) error {
 	var common appenv.Common
 	fs := pflag.NewFlagSet("worker", pflag.ContinueOnError)
 	common.Register(fs)
-	maxActivities := fs.Int("max-concurrent-activities", 0, "annotate activities run at once by this worker; 0 = global.max_concurrent_activities of the config [MHA_MAX_CONCURRENT_ACTIVITIES]")
+	maxActivities := fs.Int("max-concurrent-activities", 0, "provider calls in flight on this worker; 0 = global.max_concurrent_activities of the config [MHA_MAX_CONCURRENT_ACTIVITIES]")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,7 +71,9 @@ func run(args []string) error {
 	defer c.Close()
 
 	w := worker.New(c, common.TaskQueue, worker.Options{
-		MaxConcurrentActivityExecutionSize: *maxActivities,
+		// Twice as many batches as call slots: a batch that is storing, reserving quota or
+		// just starting leaves its call slot to another.
+		MaxConcurrentActivityExecutionSize: 2 * *maxActivities,
 		// On shutdown, samples in flight get their request timeout to finish and be stored.
 		WorkerStopTimeout: cfg.Global.RequestTimeout + 5*time.Second,
 		// A killed worker's sticky workflow tasks (a quota pool's answer to the next
@@ -85,6 +87,7 @@ func run(args []string) error {
 		Reload:          common.LoadConfig,
 		Prompts:         prompts.Library{Dir: filepath.Join(common.ConfigDir, "prompts")},
 		ControlInterval: controlInterval,
+		CallSlots:       make(chan struct{}, *maxActivities),
 		Limiter:         &runs.QuotaClient{Client: c, TaskQueue: common.TaskQueue},
 	})
 	logger.Info("Worker starting", slog.String("temporal", common.TemporalAddress), slog.String("namespace", common.Namespace),

@@ -211,8 +211,9 @@ func providerKey(ann config.Annotator, g config.Global) string {
 		g.Stream, g.RequestTimeout, g.StreamIdleTimeout, g.Temperature, g.MaxOutputTokens, budget, g.SafetyThreshold, g.MaxConcurrentActivities)
 }
 
-// observe keeps a smoothed duration of ann's calls; reservations ask for as many slots as
-// the batch can start before a slot would be stale.
+// observe keeps a smoothed time from one of ann's calls to the next (the call and the wait
+// before it); reservations ask for as many slots as a batch can use before one would be
+// stale.
 func (a *Activities) observe(annotator string, d time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

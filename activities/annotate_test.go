@@ -314,7 +314,7 @@ func TestAStreakCarriesAcrossBatchesAndAGoodSampleEndsIt(t *testing.T) {
 func TestAReaskCountSurvivesARetriedAttempt(t *testing.T) {
 	f := newFixture(t, 1)
 	f.prov.replies = []any{"no tag"} // max_retries is 2: one re-ask left after the two spent before
-	f.env.SetHeartbeatDetails(checkpoint{Last: -1, Carry: contract.Carry{ReaskSample: "SA", Reasks: 2}})
+	f.env.SetHeartbeatDetails(checkpoint{Last: -1, Carry: contract.Carry{Reasks: map[string]int{"SA": 2}}})
 	if _, err := f.batch(t, 0, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -375,5 +375,58 @@ func TestProgressFindsTheFirstGap(t *testing.T) {
 	}
 	if p.FirstMissing != 3 || p.Counts.OK != 3 || p.DatasetSize != 6 {
 		t.Fatalf("progress = %+v, want first missing 3 with 3 done", p)
+	}
+}
+
+// slowProvider answers after a pause, counting the calls in flight.
+type slowProvider struct {
+	mu       sync.Mutex
+	inFlight int
+	peak     int
+	prompts  map[string]int
+}
+
+func (p *slowProvider) Complete(ctx context.Context, req llm.Request) (llm.Response, error) {
+	p.mu.Lock()
+	p.inFlight++
+	p.peak = max(p.peak, p.inFlight)
+	p.prompts[req.Prompt]++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.inFlight--
+		p.mu.Unlock()
+	}()
+	select {
+	case <-time.After(20 * time.Millisecond):
+	case <-ctx.Done():
+		return llm.Response{}, ctx.Err()
+	}
+	return llm.Response{Text: "<<LEVEL_2>>"}, nil
+}
+
+func TestLanesUseTheWorkersIdleCallSlotsAndStoreEachSampleOnce(t *testing.T) {
+	f := newFixture(t, 40)
+	prov := &slowProvider{prompts: map[string]int{}}
+	f.acts.Provider = func(config.Annotator) (llm.Provider, error) { return prov, nil }
+	f.acts.CallSlots = make(chan struct{}, 4)
+	res, err := f.batch(t, 0, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Next != 40 || res.Stored != 40 || res.Counts.OK != 40 {
+		t.Fatalf("result = %+v, want all 40 stored", res)
+	}
+	if len(prov.prompts) != 40 {
+		t.Fatalf("%d distinct prompts, want 40", len(prov.prompts))
+	}
+	for prompt, n := range prov.prompts {
+		if n != 1 {
+			t.Fatalf("prompt asked %d times: %q", n, prompt)
+		}
+	}
+	// More than one lane worked, and never more calls at once than the worker's call slots.
+	if prov.peak < 2 || prov.peak > 4 {
+		t.Fatalf("peak calls in flight = %d, want 2..4 with 4 call slots", prov.peak)
 	}
 }

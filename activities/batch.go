@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -25,7 +26,9 @@ type checkpoint struct {
 	Strikes int // attempts in a row that failed without storing anything, for other reasons
 }
 
-// batch is one attempt of one batch.
+// batch is one attempt of one batch. Its samples are worked on by lanes: one always, and
+// more while the worker has idle call slots, so a run whose batch is among the last ones
+// running uses the call slots the others left. Lanes share the fields below mu.
 type batch struct {
 	a        *Activities
 	ctx      context.Context
@@ -35,14 +38,26 @@ type batch struct {
 	ann      config.Annotator
 	provider llm.Provider
 	prompt   prompts.Prompt
-	cp       checkpoint
-	gate     *control
 	deadline *progressDeadline
-	slots    []time.Time        // granted quota slots not used yet
-	next     <-chan reservation // the next slots, asked for meanwhile
 	started  time.Time
 	size     int // samples in the store
-	stored   int
+	end      int // the position after the run's last sample
+
+	slotMu sync.Mutex         // held while a lane takes a quota slot, maybe waiting for it
+	slots  []time.Time        // granted quota slots not used yet
+	next   <-chan reservation // the next slots, asked for meanwhile
+
+	mu        sync.Mutex
+	cp        checkpoint
+	gate      *control
+	stored    int
+	queue     []store.Sample // loaded and not taken yet
+	loadedTo  int            // the position after the last loaded sample
+	unsettled map[int]bool   // positions loaded and not stored yet
+	lanes     int
+	halt      bool // a lane ended the batch: take nothing more
+	wait      *contract.Wait
+	err       error
 }
 
 // minBatchSpan: quick samples are grouped until a batch has lasted about this long, so a fast
@@ -52,7 +67,8 @@ const minBatchSpan = 2 * time.Second
 func (a *Activities) newBatch(ctx context.Context, in contract.BatchInput) (*batch, error) {
 	info := activity.GetInfo(ctx)
 	cfg := a.config(ctx)
-	b := &batch{a: a, ctx: ctx, info: info, in: in, g: cfg.Global, cp: checkpoint{Last: in.From - 1, Carry: in.Carry}, started: time.Now()}
+	b := &batch{a: a, ctx: ctx, info: info, in: in, g: cfg.Global, cp: checkpoint{Last: in.From - 1, Carry: in.Carry}, started: time.Now(),
+		unsettled: map[int]bool{}}
 	var ok bool
 	if b.ann, ok = cfg.Annotator(in.Annotator); !ok {
 		return nil, nonRetryable(fmt.Sprintf("annotator %q is not in the config", in.Annotator), contract.ErrBadConfig, info.Attempt)
@@ -92,52 +108,126 @@ func (b *batch) resume() {
 }
 
 // run works through the batch's samples, and on through the run's next ones while the batch
-// is younger than minBatchSpan; it returns early with a Wait when the run has to wait longer
+// is younger than minBatchSpan; it ends early with a Wait when the run has to wait longer
 // than a worker slot should be held.
 func (b *batch) run() (contract.BatchResult, error) {
 	var err error
 	if b.size, err = b.a.Store.CountSamples(b.ctx); err != nil {
 		return contract.BatchResult{}, err
 	}
-	end := min(b.in.Target, b.size)
-	from, to := b.cp.Last+1, b.in.From+b.in.Count
+	b.end = min(b.in.Target, b.size)
+	b.loadedTo = b.cp.Last + 1
+	if err := b.load(b.in.From + b.in.Count); err != nil {
+		return contract.BatchResult{}, err
+	}
+	var lanes sync.WaitGroup
+	b.lanes = 1
+	lanes.Add(1)
+	b.lane(&lanes)
+	lanes.Wait()
+	return contract.BatchResult{Next: b.resumeAt(), Wait: b.wait}, b.err
+}
+
+// lane takes samples one after another until none is left or the batch halts. Between two
+// samples it opens another lane when a call slot of the worker is idle.
+func (b *batch) lane(lanes *sync.WaitGroup) {
+	defer lanes.Done()
 	for {
-		samples, err := b.todo(from, to)
-		if err != nil {
-			return contract.BatchResult{}, err
+		s, left, ok := b.take()
+		if !ok {
+			return
 		}
-		for i, s := range samples {
-			if wait, err := b.settleSample(s, len(samples)-i); err != nil || wait != nil {
-				return contract.BatchResult{Next: s.Position, Wait: wait}, err
-			}
+		wait, err := b.settleSample(s, left)
+		b.mu.Lock()
+		if (wait != nil || err != nil) && !b.halt {
+			b.halt, b.wait, b.err = true, wait, err
 		}
-		if to >= end || time.Since(b.started) >= minBatchSpan {
-			return contract.BatchResult{Next: to}, nil
+		// No second lane while samples keep failing: a request that is wrong for every
+		// sample should cost max_consecutive_errors calls, not more.
+		spare := !b.halt && len(b.queue) > 0 && b.lanes < b.maxLanes() && b.idleCallSlot() && b.cp.Carry.StreakCount == 0
+		if spare {
+			b.lanes++
+			lanes.Add(1)
 		}
-		from, to = to, min(end, to+b.in.Count)
+		b.mu.Unlock()
+		if wait != nil || err != nil {
+			return
+		}
+		if spare {
+			go b.lane(lanes)
+		}
 	}
 }
 
-// todo returns the samples at positions [from, to) that have no annotation yet.
-func (b *batch) todo(from, to int) ([]store.Sample, error) {
-	if from >= to {
-		return nil, nil
+// maxLanes is how many samples of one batch may be in the works at once: as many as the
+// worker has call slots (one without call slots, as in tests).
+func (b *batch) maxLanes() int {
+	if b.a.CallSlots == nil {
+		return 1
 	}
-	samples, err := b.a.Store.Samples(b.ctx, from, to-from)
+	return cap(b.a.CallSlots)
+}
+
+func (b *batch) idleCallSlot() bool { return len(b.a.CallSlots) < cap(b.a.CallSlots) }
+
+// take hands a lane the next sample, loading the run's next ones while the batch is young.
+func (b *batch) take() (store.Sample, int, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.halt {
+		return store.Sample{}, 0, false
+	}
+	for len(b.queue) == 0 {
+		if b.loadedTo >= b.end || time.Since(b.started) >= minBatchSpan {
+			return store.Sample{}, 0, false
+		}
+		if err := b.load(b.loadedTo + b.in.Count); err != nil {
+			b.halt, b.err = true, err
+			return store.Sample{}, 0, false
+		}
+	}
+	s := b.queue[0]
+	b.queue = b.queue[1:]
+	left := len(b.queue) + 1
+	if time.Since(b.started) < minBatchSpan {
+		left += b.end - b.loadedTo // the batch may go on into these
+	}
+	return s, left, true
+}
+
+// load queues the samples up to position to that have no annotation yet. Called with mu held
+// (or before the lanes start).
+func (b *batch) load(to int) error {
+	to = min(to, max(b.end, b.in.From+b.in.Count))
+	if b.loadedTo >= to {
+		return nil
+	}
+	samples, err := b.a.Store.Samples(b.ctx, b.loadedTo, to-b.loadedTo)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	done, err := b.a.Store.AnnotatedIDs(b.ctx, b.in.Annotator, string(b.in.Domain), sampleIDs(samples))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := samples[:0]
 	for _, s := range samples {
 		if !done[s.ID] {
-			out = append(out, s)
+			b.queue = append(b.queue, s)
+			b.unsettled[s.Position] = true
 		}
 	}
-	return out, nil
+	b.loadedTo = to
+	return nil
+}
+
+// resumeAt is where the batch's work goes on: the first position loaded and not stored, or
+// the end of what was loaded. Called with mu held, or once the lanes are done.
+func (b *batch) resumeAt() int {
+	at := b.loadedTo
+	for p := range b.unsettled {
+		at = min(at, p)
+	}
+	return at
 }
 
 // settleSample annotates one sample and stores the result, or says why the run must wait.
@@ -153,14 +243,19 @@ func (b *batch) settleSample(s store.Sample, left int) (*contract.Wait, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store annotation of sample %s: %w", s.ID, err)
 	}
-	b.stored++
-	b.cp.Last, b.cp.Strikes = s.Position, 0
 	b.deadline.progress()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stored++
+	delete(b.unsettled, s.Position)
+	delete(b.cp.Carry.Reasks, s.ID)
+	b.cp.Last, b.cp.Strikes = b.resumeAt()-1, 0
 	return nil, b.streak(result)
 }
 
 // streak fails the run when max_consecutive_errors samples in a row ended with the same
 // non-transient error: the request is wrong, not the samples (those rows stay visible).
+// Called with mu held.
 func (b *batch) streak(a store.Annotation) error {
 	c := &b.cp.Carry
 	if a.Status != store.StatusError {
@@ -209,23 +304,23 @@ func (b *batch) settle(err error) error {
 func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.Wait, error) {
 	req := request(b.ann, b.prompt, b.in.Domain, s)
 	result := store.Annotation{Annotator: b.ann.ID, Domain: string(b.in.Domain), SampleID: s.ID, Model: b.ann.ModelName, PromptHash: b.prompt.Hash}
-	c := &b.cp.Carry
-	if c.ReaskSample != s.ID {
-		c.ReaskSample, c.Reasks = s.ID, 0
-	}
+	b.mu.Lock()
+	reasks := b.cp.Carry.Reasks[s.ID] // spent by an earlier attempt of this batch
+	b.mu.Unlock()
 	start := time.Now()
 	quick := 0
 	for {
+		cycle := time.Now()
 		release, wait, err := b.beforeCall(req, left)
 		if err != nil || wait != nil {
 			return store.Annotation{}, wait, err
 		}
 		b.deadline.progress()
-		callStart := time.Now()
 		// Each streamed chunk is progress: the call is alive even before the sample is stored.
 		resp, err := complete(llm.WithProgress(b.deadline.ctx, b.deadline.progress), b.provider, req, callTimeout(b.g))
 		release()
-		b.a.observe(b.ann.ID, time.Since(callStart))
+		// From one slot to the next: the call, and the wait for a call slot before it.
+		b.a.observe(b.ann.ID, time.Since(cycle))
 		if cause := context.Cause(b.deadline.ctx); cause != nil && err != nil {
 			return store.Annotation{}, nil, cause
 		}
@@ -248,7 +343,7 @@ func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.
 			return store.Annotation{}, &contract.Wait{Status: contract.StatusWaitingRetry, Reason: err.Error()}, nil
 		}
 		if status, recorded := sampleOutcome(err); recorded {
-			result.Status, result.Error, result.Attempt = status, err.Error(), c.Reasks+1
+			result.Status, result.Error, result.Attempt = status, err.Error(), reasks+1
 			result.LatencyMS = time.Since(start).Milliseconds()
 			return result, nil, nil
 		}
@@ -260,20 +355,25 @@ func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.
 		result.ParseError, result.ValidityError = outcome.ParseError, outcome.ValidityError
 		result.InputTokens += resp.InputTokens
 		result.OutputTokens += resp.OutputTokens
-		result.Attempt = c.Reasks + 1
+		result.Attempt = reasks + 1
 		if resp.Model != "" {
 			result.Model = resp.Model
 		}
-		if outcome.OK() || c.Reasks >= b.g.MaxRetries {
+		if outcome.OK() || reasks >= b.g.MaxRetries {
 			result.Status = store.StatusOK
 			if !outcome.OK() {
 				result.Status = store.StatusMalformed
 			}
 			result.LatencyMS = time.Since(start).Milliseconds()
-			c.ReaskSample, c.Reasks = "", 0
 			return result, nil, nil
 		}
-		c.Reasks++ // checkpointed by the check before the re-ask
+		reasks++
+		b.mu.Lock()
+		if b.cp.Carry.Reasks == nil {
+			b.cp.Carry.Reasks = map[string]int{}
+		}
+		b.cp.Carry.Reasks[s.ID] = reasks // checkpointed by the check before the re-ask
+		b.mu.Unlock()
 	}
 }
 

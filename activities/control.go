@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -37,9 +38,9 @@ var (
 // checkEvery is how often a waiting batch asks whether it was cancelled.
 const checkEvery = 500 * time.Millisecond
 
-// slotTolerance is how late a call may start after its quota slot: the quota workflow spaces
-// slots a minute plus 500 ms apart, and half of that margin is left for the network.
-const slotTolerance = 250 * time.Millisecond
+// slotTolerance is how late a call may start after its quota slot; the pool keeps each slot
+// that much longer in its windows.
+const slotTolerance = contract.SlotLateness
 
 // horizon is the longest a batch waits inside its worker slot for quota or a retry; longer
 // waits end the batch, and the run sleeps on a durable timer instead.
@@ -71,13 +72,16 @@ func (b *batch) beat(paidCall bool) error {
 		return temporal.NewApplicationError("worker is shutting down", errTypeWorkerStopping)
 	default:
 	}
-	if !b.gate.due(paidCall) {
+	b.mu.Lock()
+	due, cp := b.gate.due(paidCall), b.checkpoint()
+	b.mu.Unlock()
+	if !due {
 		if b.gate.interval <= 0 {
-			activity.RecordHeartbeat(b.ctx, b.cp)
+			activity.RecordHeartbeat(b.ctx, cp)
 		}
 		return nil
 	}
-	err := activity.GetClient(b.ctx).RecordActivityHeartbeat(b.ctx, b.info.TaskToken, b.cp)
+	err := activity.GetClient(b.ctx).RecordActivityHeartbeat(b.ctx, b.info.TaskToken, cp)
 	var canceled *temporal.CanceledError
 	var notFound *serviceerror.NotFound
 	switch {
@@ -95,7 +99,10 @@ func (b *batch) beat(paidCall bool) error {
 // heartbeat cancels the activity's context with the server's reason, so the attempt is
 // reported as cancelled (or paused, or reset) and not as failed.
 func (b *batch) cancelled() error {
-	activity.RecordHeartbeat(b.ctx, b.cp)
+	b.mu.Lock()
+	cp := b.checkpoint()
+	b.mu.Unlock()
+	activity.RecordHeartbeat(b.ctx, cp)
 	t := time.NewTimer(5 * time.Second)
 	defer t.Stop()
 	select {
@@ -103,6 +110,13 @@ func (b *batch) cancelled() error {
 	case <-t.C:
 	}
 	return errCancelled
+}
+
+// checkpoint is a copy of the batch's checkpoint, for a heartbeat. Called with mu held.
+func (b *batch) checkpoint() checkpoint {
+	cp := b.cp
+	cp.Carry.Reasks = maps.Clone(cp.Carry.Reasks)
+	return cp
 }
 
 // sleep waits d while the batch is still wanted, asking the server every checkEvery.
@@ -149,6 +163,23 @@ func (b *batch) reserve(req llm.Request, count int) <-chan reservation {
 // used up, and waits until the slot starts. A slot beyond the horizon ends the batch: the
 // run sleeps until shortly before it, and the pool keeps it for the run meanwhile.
 func (b *batch) awaitSlot(req llm.Request, left int) (time.Time, *contract.Wait, error) {
+	b.slotMu.Lock()
+	at, wait, err := b.takeSlot(req, left)
+	b.slotMu.Unlock()
+	if err != nil || wait != nil {
+		return at, wait, err
+	}
+	if d := time.Until(at); d > 0 {
+		if err := b.sleep(d); err != nil {
+			return time.Time{}, nil, err
+		}
+	}
+	return at, nil, nil
+}
+
+// takeSlot takes the next slot that is not stale, waiting for a reservation if there is none.
+// Called with slotMu held: the lanes of a batch share its reservation.
+func (b *batch) takeSlot(req llm.Request, left int) (time.Time, *contract.Wait, error) {
 	h := horizon(b.g)
 	for {
 		if len(b.slots) == 0 {
@@ -189,15 +220,10 @@ func (b *batch) awaitSlot(req llm.Request, left int) (time.Time, *contract.Wait,
 		if time.Since(at) > slotTolerance {
 			continue // too late to use without crowding a later minute
 		}
-		// The next slots are asked for while this call runs, so the reservation's round
-		// trip is not paid between two calls.
-		if len(b.slots) == 0 && left > 1 {
+		// The next slots are asked for while the last ones are used, so the reservation's
+		// round trip is not paid between two calls.
+		if len(b.slots) <= 1 && b.next == nil && left > 1 {
 			b.next = b.reserve(req, b.slotsToAsk(left-1))
-		}
-		if d := time.Until(at); d > 0 {
-			if err := b.sleep(d); err != nil {
-				return time.Time{}, nil, err
-			}
 		}
 		return at, nil, nil
 	}
@@ -249,7 +275,9 @@ func (b *batch) penalize(err error) (*contract.Wait, error) {
 		}
 		return nil, b.sleep(wait)
 	}
+	b.slotMu.Lock()
 	b.slots, b.next = nil, nil
+	b.slotMu.Unlock()
 	return nil, b.a.Limiter.Penalize(b.ctx, b.ann.QuotaPool, time.Now().Add(wait), b.info.WorkflowExecution.ID)
 }
 

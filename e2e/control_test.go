@@ -37,7 +37,9 @@ func events(t *testing.T, id string) map[enumspb.EventType]int {
 }
 
 func TestBadTargetSignalsChangeNothingAndAStopStillWorks(t *testing.T) {
-	s := newStack(t, map[string]any{"offline_latency_seconds": 0.1}, map[string]map[labels.Domain]int{"t1": {labels.Urgency: 200}}, 200)
+	// One call slot, so the run is still going when the signals arrive.
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.1, "max_concurrent_activities": 1},
+		map[string]map[labels.Domain]int{"t1": {labels.Urgency: 200}}, 200)
 	p := runs.Pair{Annotator: "t1", Domain: labels.Urgency}
 	s.startWorker()
 	if out, code := s.starter("start", "--all"); code != 0 {
@@ -64,7 +66,8 @@ func TestBadTargetSignalsChangeNothingAndAStopStillWorks(t *testing.T) {
 }
 
 func TestResumeThenPauseSentTogetherEndPaused(t *testing.T) {
-	s := newStack(t, map[string]any{"offline_latency_seconds": 0.05}, map[string]map[labels.Domain]int{"r1": {labels.Adjunct: 400}}, 400)
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.05, "max_concurrent_activities": 1},
+		map[string]map[labels.Domain]int{"r1": {labels.Adjunct: 400}}, 400)
 	p := runs.Pair{Annotator: "r1", Domain: labels.Adjunct}
 	s.startWorker()
 	if out, code := s.starter("start", "--all"); code != 0 {
@@ -149,7 +152,7 @@ func TestPauseWhileRunsWaitForQuotaStartsNoNewCall(t *testing.T) {
 }
 
 func TestSIGTERMSpendsNoRestartAttempt(t *testing.T) {
-	s := newStack(t, map[string]any{"offline_latency_seconds": 0.05, "batch_size": 40, "max_restart_attempts": 1},
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.05, "batch_size": 40, "max_restart_attempts": 1, "max_concurrent_activities": 1},
 		map[string]map[labels.Domain]int{"g1": {labels.Modality: 120}}, 120)
 	p := runs.Pair{Annotator: "g1", Domain: labels.Modality}
 	for range 2 {

@@ -278,7 +278,8 @@ func TestSilentlyDroppedKeepAliveCostsAtMostOneRequestDeadline(t *testing.T) {
 	// Slow answers, so the run is still going when it is paused.
 	f := startFake(t, fake.Options{Keys: map[string]fake.Key{"key-k": {}}, Latency: 150 * time.Millisecond})
 	proxy := startProxy(t, f.URL()[len("http://"):])
-	s := newStackWith(t, netGlobal("http://"+proxy.ln.Addr().String(), map[string]any{"batch_size": 2}),
+	// One call slot: one sample at a time, over one pooled connection.
+	s := newStackWith(t, netGlobal("http://"+proxy.ln.Addr().String(), map[string]any{"batch_size": 2, "max_concurrent_activities": 1}),
 		map[string]map[labels.Domain]int{"nx": {labels.Urgency: 12}}, 12, nil, map[string]string{"nx": "key-k"})
 	p := runs.Pair{Annotator: "nx", Domain: labels.Urgency}
 	s.startWorker()

@@ -80,16 +80,20 @@ func TestThirtyRunsOnASmallPoolWithAShortRequestTimeoutCompleteWithoutATimeout(t
 
 func TestASlowPoolLeavesAFastPoolItsSpeed(t *testing.T) {
 	t.Parallel()
-	const fastSamples = 120
+	const fastSamples = 400
 	run := func(withSlow bool) time.Duration {
+		// Each phase has annotators (and so quota pools) of its own: the first phase's
+		// pools still hold the slots they granted in the last minute.
+		phase := map[bool]string{false: "alone", true: "shared"}[withSlow]
+		fast := "fast-" + phase
 		f := startFake(t, fake.Options{Keys: map[string]fake.Key{"slow-key": {RPM: 6}, "fast-key": {}}, Latency: 20 * time.Millisecond})
-		spec := map[string]map[labels.Domain]int{"fast": {labels.Urgency: fastSamples}}
-		extra := map[string]map[string]any{"fast": {"requests_per_minute": 600}}
-		keys := map[string]string{"fast": "fast-key"}
+		spec := map[string]map[labels.Domain]int{fast: {labels.Urgency: fastSamples}}
+		extra := map[string]map[string]any{fast: {"requests_per_minute": 600}}
+		keys := map[string]string{fast: "fast-key"}
 		if withSlow {
 			for a := range 2 {
 				id := fmt.Sprintf("slow%d", a)
-				spec[id], extra[id], keys[id] = map[labels.Domain]int{}, map[string]any{"quota_pool": "slow", "requests_per_minute": 6}, "slow-key"
+				spec[id], extra[id], keys[id] = map[labels.Domain]int{}, map[string]any{"quota_pool": "slow-" + phase, "requests_per_minute": 6}, "slow-key"
 				for _, d := range labels.Domains {
 					spec[id][d] = 20
 				}
@@ -112,10 +116,10 @@ func TestASlowPoolLeavesAFastPoolItsSpeed(t *testing.T) {
 			})
 		}
 		start := time.Now()
-		if out, code := s.starter("start", "--annotator", "fast"); code != 0 {
+		if out, code := s.starter("start", "--annotator", fast); code != 0 {
 			t.Fatalf("start exited %d: %s", code, out)
 		}
-		s.waitStatus(runs.Pair{Annotator: "fast", Domain: labels.Urgency}, contract.StatusCompleted, 2*time.Minute)
+		s.waitStatus(runs.Pair{Annotator: fast, Domain: labels.Urgency}, contract.StatusCompleted, 2*time.Minute)
 		if withSlow {
 			if st := f.Stats().ByKey["slow-key"]; st.RateLimited != 0 {
 				t.Fatalf("the slow key got %d 429s", st.RateLimited)

@@ -76,7 +76,7 @@ func TestTwoRunsCompleteToTheirTargets(t *testing.T) {
 
 func TestPausedRunMakesNoProgressUntilResumed(t *testing.T) {
 	// One batch for the whole run, so the pause surely cuts one short.
-	s := newStack(t, map[string]any{"offline_latency_seconds": 0.05, "batch_size": 60}, map[string]map[labels.Domain]int{
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.05, "batch_size": 60, "max_concurrent_activities": 1}, map[string]map[labels.Domain]int{
 		"p1": {labels.Intensity: 60},
 	}, 60)
 	p := runs.Pair{Annotator: "p1", Domain: labels.Intensity}
@@ -199,7 +199,7 @@ func TestHungCallIsRecoveredByTheHeartbeatTimeout(t *testing.T) {
 }
 
 func TestWorkerKilledMidBatchIsReplacedWithoutDuplicates(t *testing.T) {
-	s := newStack(t, map[string]any{"offline_latency_seconds": 0.02, "batch_size": 20, "heartbeat_timeout_seconds": 15,
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.02, "batch_size": 20, "heartbeat_timeout_seconds": 15, "max_concurrent_activities": 1,
 		"request_timeout_seconds": 2}, map[string]map[labels.Domain]int{"k1": {labels.Therapeutic: 150}}, 150)
 	p := runs.Pair{Annotator: "k1", Domain: labels.Therapeutic}
 	first := s.startWorker()

@@ -71,9 +71,9 @@ func run(args []string) error {
 	defer c.Close()
 
 	w := worker.New(c, common.TaskQueue, worker.Options{
-		// Twice as many batches as call slots: a batch that is storing, reserving quota or
-		// just starting leaves its call slot to another.
-		MaxConcurrentActivityExecutionSize: 2 * *maxActivities,
+		// More batches than call slots: a batch that is storing, reserving quota or just
+		// starting leaves its call slot to another.
+		MaxConcurrentActivityExecutionSize: 3 * *maxActivities,
 		// On shutdown, samples in flight get their request timeout to finish and be stored.
 		WorkerStopTimeout: cfg.Global.RequestTimeout + 5*time.Second,
 		// A killed worker's sticky workflow tasks (a quota pool's answer to the next

@@ -18,10 +18,6 @@ const (
 	// slot (timer wake-up, connection), by different amounts, and the provider counts
 	// arrival times. Without it two calls a minute apart could land 59.99 s apart.
 	grantMargin = 500 * time.Millisecond
-	// heldTolerance is how late a run may come back for its held slot and still get it: a
-	// call that starts this late still lies within grantMargin of its slot. Later, the slot
-	// is wasted (it still counts in the windows) and the run queues again.
-	heldTolerance     = grantMargin / 2
 	maxQuotaHistory   = 4000
 	maxRequesterStats = 1000 // also bounds how many requesters hold a slot
 	// maxAsks and maxSlotsPerReserve bound one reserve Update's work and answer (each slot is
@@ -194,6 +190,7 @@ func (q *quota) reserve(now time.Time, req contract.ReserveRequest) contract.Res
 	if len(req.Asks) == 0 {
 		return q.reserveLegacy(now, req)
 	}
+	q.st.Late = contract.SlotLateness // asking workers start calls up to this late
 	res := contract.Reservation{Grants: make([][]time.Time, len(req.Asks))}
 	horizon := now.Add(req.Horizon)
 	granted := 0
@@ -350,7 +347,7 @@ func (q *quota) nextSlot(now time.Time, tokens int) time.Time {
 	if rpm := q.st.Limits.RequestsPerMinute; q.slots[n]-q.slots[0] >= rpm {
 		k := q.slots[n] - rpm // that slot's place in the running count
 		i := sort.Search(n, func(i int) bool { return q.slots[i+1] > k })
-		at = later(at, g[i].At.Add(quotaWindow+grantMargin))
+		at = later(at, g[i].At.Add(quotaWindow+q.margin()))
 	}
 	// Likewise for tokens: the latest grants whose tokens fit beside this call's may stay in
 	// the window, every earlier one must leave it.
@@ -358,10 +355,24 @@ func (q *quota) nextSlot(now time.Time, tokens int) time.Time {
 		c := min(tokens, tpm)
 		j := sort.Search(n+1, func(j int) bool { return q.tokens[n]-q.tokens[j]+c <= tpm })
 		if j > 0 {
-			at = later(at, g[j-1].At.Add(quotaWindow+grantMargin))
+			at = later(at, g[j-1].At.Add(quotaWindow+q.margin()))
 		}
 	}
 	return at
+}
+
+// margin is how much longer than a minute a slot stays in the windows: the arrival jitter,
+// plus how late a call may start after its slot.
+func (q *quota) margin() time.Duration { return grantMargin + q.st.Late }
+
+// heldTolerance is how late a run may come back for its held slot and still get it: as late
+// as a call may start after its slot (half the jitter margin before calls could be late).
+// Later, the slot is wasted (it still counts in the windows) and the run queues again.
+func (q *quota) heldTolerance() time.Duration {
+	if q.st.Late > 0 {
+		return q.st.Late
+	}
+	return grantMargin / 2
 }
 
 func later(a, b time.Time) time.Time {
@@ -406,14 +417,14 @@ func (q *quota) prune(now time.Time) {
 		q.st.Day, q.st.DayCount = today.name, 0
 	}
 	g := q.st.Grants
-	k := sort.Search(len(g), func(i int) bool { return g[i].At.After(now.Add(-quotaWindow - grantMargin)) })
+	k := sort.Search(len(g), func(i int) bool { return g[i].At.After(now.Add(-quotaWindow - q.margin())) })
 	first := sort.Search(k, func(i int) bool { return !g[i].At.Before(today.start) })
 	q.st.DayCount += q.slots[k] - q.slots[first]
 	q.st.Grants, q.slots, q.tokens = g[k:], q.slots[k:], q.tokens[k:]
 
 	for r, held := range q.st.Held {
 		held = slices.DeleteFunc(held, func(at time.Time) bool {
-			return at.Before(now.Add(-heldTolerance)) || at.Before(q.st.PenaltyUntil)
+			return at.Before(now.Add(-q.heldTolerance())) || at.Before(q.st.PenaltyUntil)
 		})
 		if len(held) == 0 {
 			delete(q.st.Held, r)

@@ -28,6 +28,14 @@ var quotaStart = time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 // that calls starting a little after their slots still keep the provider's minute.
 const limitWindow = quotaWindow + grantMargin
 
+// heldTolerance is how late a requester of new-style asks may come back for its held slot,
+// and askWindow how far apart a pool answering asks spaces the slots of a full minute: such
+// calls may start up to SlotLateness after their slots.
+const (
+	heldTolerance = contract.SlotLateness
+	askWindow     = limitWindow + contract.SlotLateness
+)
+
 func newQuotaTestEnv() *testsuite.TestWorkflowEnvironment {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
@@ -559,12 +567,12 @@ func TestAHeldSlotGoesBackToItsRequesterOnly(t *testing.T) {
 	s.query(59*time.Second+time.Millisecond, &st)
 	s.p.execute(contract.QuotaLimits{RequestsPerMinute: 2, RequestsPerDay: 1000}, 5*time.Minute)
 
-	first := at(1*time.Second + limitWindow) // the minute after a's two slots
+	first := at(1*time.Second + askWindow) // the minute after a's two slots
 	for label, want := range map[string][]time.Time{
 		"a fills the minute": {at(time.Second), at(time.Second)},
 		"b waits":            {first},
 		"c waits":            {first},
-		"d waits longer":     {first.Add(limitWindow)},
+		"d waits longer":     {first.Add(askWindow)},
 		"b asks early":       {first}, // still beyond the horizon: held, answered again
 		"b comes back":       {first}, // handed over; nothing else free within the horizon
 	} {
@@ -589,7 +597,7 @@ func TestAHeldSlotGoesBackToItsRequesterOnly(t *testing.T) {
 func TestPassedHeldSlotsAreDropped(t *testing.T) {
 	s := newHeldScript(t)
 	h := 10 * time.Second
-	first := at(1*time.Second + limitWindow)
+	first := at(1*time.Second + askWindow)
 	s.at(1*time.Second, "a fills the minute", "a", 2, h)
 	s.at(2*time.Second, "b waits", "b", 1, h)
 	s.at(3*time.Second, "c waits", "c", 1, h)
@@ -603,7 +611,7 @@ func TestPassedHeldSlotsAreDropped(t *testing.T) {
 		t.Errorf("b came back %s after its slot and got %v, want its held slot %s", heldTolerance/2, got, first)
 	}
 	// c's slot is wasted, and still counts: c queues a minute later.
-	if got := s.answers["c comes back too late"]; len(got) != 1 || got[0].Before(first.Add(limitWindow)) {
+	if got := s.answers["c comes back too late"]; len(got) != 1 || got[0].Before(first.Add(askWindow)) {
 		t.Errorf("c came back %s after its slot and got %v; want a new slot a minute later", 2*heldTolerance, got)
 	}
 	if st.Held != 1 {
@@ -802,7 +810,7 @@ func TestACallAboveTheTokenLimitGetsAMinuteOfItsOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := q.reserve(quotaStart, req).Grants[0]
-	want := []time.Time{quotaStart, quotaStart.Add(limitWindow), quotaStart.Add(2 * limitWindow)}
+	want := []time.Time{quotaStart, quotaStart.Add(askWindow), quotaStart.Add(2 * askWindow)}
 	if !slices.EqualFunc(got, want, time.Time.Equal) {
 		t.Fatalf("got %v, want a slot a minute apart: %v", got, want)
 	}

@@ -139,7 +139,16 @@ type QuotaState struct {
 	Requesters   map[string]RequesterStats
 	// Held are future slots granted to requesters that got none within their horizon.
 	Held map[string][]time.Time `json:",omitempty"`
+	// Late is how late a call may start after its slot: SlotLateness once the pool answers
+	// Asks, zero for the previous release's requests, whose slots were used on time.
+	Late time.Duration `json:",omitempty"`
 }
+
+// SlotLateness is how late a call may start after its slot, by a worker's clock: the pool
+// keeps every slot this much longer in its windows, so a batch can reserve for its next
+// second of calls at once, and a call that waited that long for a worker's call slot still
+// keeps the limits.
+const SlotLateness = time.Second
 
 // QuotaInput starts a quota workflow, or continues one.
 type QuotaInput struct {

@@ -62,10 +62,9 @@ type Carry struct {
 	// with; max_consecutive_errors of them fail the run.
 	StreakError string
 	StreakCount int
-	// Reasks are the re-asks of a malformed reply already spent on ReaskSample, whose batch
-	// ended before it was stored.
-	ReaskSample string
-	Reasks      int
+	// Reasks are the re-asks of a malformed reply already spent on samples (by ID) whose
+	// batch ended before they were stored.
+	Reasks map[string]int `json:",omitempty"`
 }
 
 // Counts are a run's stored annotations by status.

@@ -17,7 +17,7 @@ const (
 	// grantMargin widens the minute slots are spaced by: a call starts a little after its
 	// slot (timer wake-up, connection), by different amounts, and the provider counts
 	// arrival times. Without it two calls a minute apart could land 59.99 s apart.
-	grantMargin = 500 * time.Millisecond
+	grantMargin       = 500 * time.Millisecond
 	maxQuotaHistory   = 4000
 	maxRequesterStats = 1000 // also bounds how many requesters hold a slot
 	// maxAsks and maxSlotsPerReserve bound one reserve Update's work and answer (each slot is

@@ -263,3 +263,39 @@ func TestALoweredLimitInTheConfigSlowsRunsAndFailsNone(t *testing.T) {
 		}
 	}
 }
+
+func TestTemporalsOwnActivityPauseIsHonoured(t *testing.T) {
+	// One batch for the whole run, one call slot: the batch is the activity to pause.
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.1, "batch_size": 100, "max_concurrent_activities": 1},
+		map[string]map[labels.Domain]int{"ap": {labels.Intensity: 100}}, 100)
+	p := runs.Pair{Annotator: "ap", Domain: labels.Intensity}
+	s.startWorker()
+	if out, code := s.starter("start", "--all"); code != 0 {
+		t.Fatalf("start exited %d: %s", code, out)
+	}
+	waitFor(t, time.Minute, "5 stored annotations", func() (bool, string) { n := s.stored(p); return n >= 5, fmt.Sprint(n) })
+	cli(t, "activity", "pause", "--workflow-id", p.ID(), "--activity-type", contract.AnnotateBatchName)
+	// The batch learns of the pause at its next heartbeat (every 250 ms for the free offline
+	// annotator) and stops after the sample in flight.
+	paused := time.Now()
+	var atPause int
+	waitFor(t, time.Minute, "the store to stop growing", func() (bool, string) {
+		if time.Since(paused) < time.Second {
+			atPause = s.stored(p)
+			return false, fmt.Sprint(atPause)
+		}
+		n := s.stored(p)
+		if n != atPause {
+			t.Fatalf("the store grew from %d to %d more than a second after the activity was paused", atPause, n)
+		}
+		return time.Since(paused) > 3*time.Second, fmt.Sprint(n)
+	})
+	if atPause >= 100 {
+		t.Fatal("the run finished before the pause; the test proves nothing")
+	}
+	cli(t, "activity", "unpause", "--workflow-id", p.ID(), "--activity-type", contract.AnnotateBatchName)
+	st := s.waitStatus(p, contract.StatusCompleted, time.Minute)
+	if st.Completed != 100 || s.stored(p) != 100 {
+		t.Fatalf("after unpause: status %+v, store %d; want 100", st, s.stored(p))
+	}
+}

@@ -13,6 +13,10 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/mhannotator/mha/internal/config"
 	"github.com/mhannotator/mha/internal/contract"
@@ -496,5 +500,44 @@ func costBreakdown(b *testing.B, latencies []time.Duration) []costPart {
 		_, err := server.Client().DescribeWorkflowExecution(ctx, contract.QuotaID(pool), "")
 		return err
 	})})
+	parts = append(parts, costPart{"Temporal: synchronous activity heartbeat (the check before each paid call)", heartbeats(b, rpcs)})
 	return parts
+}
+
+// heartbeats times n synchronous heartbeats of one activity, as a batch sends before each
+// paid call, on an in-process worker of its own task queue.
+func heartbeats(b *testing.B, n int) []time.Duration {
+	ctx := context.Background()
+	taskQueue := fmt.Sprintf("breakdown-beats-%d", time.Now().UnixNano())
+	out := make([]time.Duration, n)
+	beat := func(ctx context.Context) error {
+		info := activity.GetInfo(ctx)
+		for i := range n {
+			t0 := time.Now()
+			if err := activity.GetClient(ctx).RecordActivityHeartbeat(ctx, info.TaskToken, i); err != nil {
+				return err
+			}
+			out[i] = time.Since(t0)
+		}
+		return nil
+	}
+	run := func(ctx workflow.Context) error {
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute, HeartbeatTimeout: 10 * time.Second})
+		return workflow.ExecuteActivity(ctx, "beat").Get(ctx, nil)
+	}
+	w := worker.New(server.Client(), taskQueue, worker.Options{})
+	w.RegisterActivityWithOptions(beat, activity.RegisterOptions{Name: "beat"})
+	w.RegisterWorkflowWithOptions(run, workflow.RegisterOptions{Name: "beats"})
+	if err := w.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	wr, err := server.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: taskQueue}, "beats")
+	if err == nil {
+		err = wr.Get(ctx, nil)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
 }

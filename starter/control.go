@@ -54,15 +54,11 @@ func runControl(ctx context.Context, in *invocation, name string, sel runs.Selec
 	if err := in.noArgs(); err != nil {
 		return err
 	}
-	cfg, err := in.loadConfig()
+	ctl, pairs, err := in.controller(sel)
 	if err != nil {
 		return err
 	}
-	ctl := &runs.Controller{Config: cfg, Namespace: in.common.Namespace, TaskQueue: in.common.TaskQueue}
-	pairs, err := ctl.Select(sel)
-	if err != nil {
-		return &usageError{msg: err.Error()}
-	}
+	cfg := ctl.Config
 	starts := name == "start" || name == "restart"
 	if starts && sel.All {
 		pairs = enabledOnly(cfg, pairs)
@@ -130,6 +126,20 @@ func report(in *invocation, name string, results []runs.Result) error {
 		return fmt.Errorf("%s failed for %d of %d %s", name, failed, len(results), plural(len(results), "run", "runs"))
 	}
 	return nil
+}
+
+// controller loads the config and selects the runs sel names.
+func (in *invocation) controller(sel runs.Selector) (*runs.Controller, []runs.Pair, error) {
+	cfg, err := in.loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	ctl := &runs.Controller{Config: cfg, Namespace: in.common.Namespace, TaskQueue: in.common.TaskQueue}
+	pairs, err := ctl.Select(sel)
+	if err != nil {
+		return nil, nil, &usageError{msg: err.Error()}
+	}
+	return ctl, pairs, nil
 }
 
 func enabledOnly(cfg *config.Config, pairs []runs.Pair) []runs.Pair {

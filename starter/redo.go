@@ -40,15 +40,11 @@ func runRedo(ctx context.Context, in *invocation, sel runs.Selector, statusList 
 	if err != nil {
 		return usagef("--status: %v", err)
 	}
-	cfg, err := in.loadConfig()
+	ctl, pairs, err := in.controller(sel)
 	if err != nil {
 		return err
 	}
-	ctl := &runs.Controller{Config: cfg, Namespace: in.common.Namespace, TaskQueue: in.common.TaskQueue}
-	pairs, err := ctl.Select(sel)
-	if err != nil {
-		return &usageError{msg: err.Error()}
-	}
+	cfg := ctl.Config
 	st, err := in.common.OpenStore(ctx)
 	if err != nil {
 		return err

@@ -63,13 +63,9 @@ func runStatus(ctx context.Context, in *invocation, sel runs.Selector, asJSON, w
 	if v.hideIdle {
 		sel.All = true
 	}
-	cfg, err := in.loadConfig()
-	if err != nil {
+	var err error
+	if v.ctl, v.pairs, err = in.controller(sel); err != nil {
 		return err
-	}
-	v.ctl = &runs.Controller{Config: cfg}
-	if v.pairs, err = v.ctl.Select(sel); err != nil {
-		return &usageError{msg: err.Error()}
 	}
 	st, err := in.common.OpenStore(ctx)
 	if err != nil {

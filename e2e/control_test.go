@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -52,6 +53,12 @@ func TestBadTargetSignalsChangeNothingAndAStopStillWorks(t *testing.T) {
 	st := s.status(p)
 	if st.Target != 200 || st.Status != contract.StatusRunning {
 		t.Fatalf("after bad target signals: %+v; want target 200 and running", st)
+	}
+	// The Update of the same name refuses the bad value and says why.
+	out, err := exec.Command(cliPath, "workflow", "update", "execute", "-w", p.ID(), "--name", "target", "--input", `"forty"`,
+		"--address", server.FrontendHostPort(), "--namespace", "default").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not a whole number") {
+		t.Fatalf("update target \"forty\": %v\n%s\nwant a refusal naming the reason", err, out)
 	}
 	cli(t, "workflow", "signal", "-w", p.ID(), "--name", "target", "--input", `"150"`)
 	if st := s.status(p); st.Target != 150 {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -203,6 +204,8 @@ func (s *stack) commonArgs() []string {
 func (s *stack) startWorker() *exec.Cmd {
 	s.t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "worker"), append(s.commonArgs(), "--log-level", "warn")...)
+	// A test binary that dies (a timeout, a panic) takes its workers with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	logFile, err := os.Create(filepath.Join(s.dir, fmt.Sprintf("worker-%d.log", time.Now().UnixNano())))
 	if err != nil {
 		s.t.Fatal(err)

@@ -210,6 +210,7 @@ func (r *run) runBatch(ctx workflow.Context) *contract.Wait {
 			r.st.Outages = 0
 			r.st.LastError = ""
 		}
+		r.showDetails(ctx)
 		return res.Wait
 	}
 	return nil
@@ -245,6 +246,7 @@ func (r *run) wait(ctx workflow.Context, w *contract.Wait) {
 	}
 	r.st.LastError, r.st.NextTry = w.Reason, until
 	r.setStatus(ctx, w.Status)
+	r.showDetails(ctx)
 	wctx, cancel := workflow.WithCancel(ctx)
 	r.cancelWait = cancel
 	_ = workflow.NewTimer(wctx, until.Sub(now)).Get(wctx, nil)
@@ -395,12 +397,27 @@ func (r *run) setStatus(ctx workflow.Context, status string) {
 		return
 	}
 	r.st.Status = status
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — annotator %s, %s", status, r.in.Annotator, r.in.Domain))
+	r.showDetails(ctx)
 	if r.searchAttrsOn {
 		if err := workflow.UpsertTypedSearchAttributes(ctx, contract.RunStatusKey.ValueSet(status)); err != nil {
 			workflow.GetLogger(ctx).Warn("Could not update the RunStatus search attribute", "error", err)
 		}
 	}
+}
+
+// showDetails is what the Temporal Web UI shows of the run without a query: status, progress,
+// rate, and why it waits or failed.
+func (r *run) showDetails(ctx workflow.Context) {
+	st := r.status(ctx)
+	d := fmt.Sprintf("**%s** · %d/%d done · %d malformed · %d errors · %.1f samples/min · %d restarts",
+		st.Status, st.Completed, st.Target, st.Malformed, st.Errors, st.SamplesPerMinute, st.Restarts)
+	if !st.NextTry.IsZero() {
+		d += "\n\nnext try " + st.NextTry.UTC().Format(time.RFC3339)
+	}
+	if st.LastError != "" {
+		d += "\n\nlast error: " + st.LastError
+	}
+	workflow.SetCurrentDetails(ctx, d)
 }
 
 // continueAsNew hands the state to a fresh run; it is called only once every control

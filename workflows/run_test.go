@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	sdkpb "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
@@ -443,5 +444,29 @@ func TestControlUpdatesValidateAndAnswerWithTheSettledStatus(t *testing.T) {
 	}
 	if st.Status != contract.StatusCompleted || st.Completed != 45 {
 		t.Fatalf("final status = %+v, want completed at 45", st)
+	}
+}
+
+func TestTheWebUIShowsARunsProgressWithoutAQuery(t *testing.T) {
+	f := newFakeStore(100)
+	env := newEnv(t, f)
+	var details string
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow("__temporal_workflow_metadata")
+		if err != nil {
+			t.Errorf("metadata query: %v", err)
+			return
+		}
+		var md sdkpb.WorkflowMetadata
+		if err := v.Get(&md); err != nil {
+			t.Errorf("metadata: %v", err)
+		}
+		details = md.GetCurrentDetails()
+	}, 150*time.Second)
+	env.ExecuteWorkflow(AnnotationRun, input(35))
+	result(t, env)
+	// Two batches of ten are done by then, the third is under way.
+	if !strings.Contains(details, "**running** · 20/35 done · 0 malformed · 0 errors") {
+		t.Fatalf("current details %q; want the status and the progress", details)
 	}
 }

@@ -181,7 +181,7 @@ func (b *batch) take() (store.Sample, int, bool) {
 		if b.loadedTo >= b.end || time.Since(b.started) >= minBatchSpan {
 			return store.Sample{}, 0, false
 		}
-		if err := b.load(b.loadedTo + b.in.Count); err != nil {
+		if err := b.load(b.loadedTo + max(1, b.in.Count)); err != nil {
 			b.halt, b.err = true, err
 			return store.Sample{}, 0, false
 		}
@@ -283,7 +283,11 @@ func (b *batch) settle(err error) error {
 	var app *temporal.ApplicationError
 	switch {
 	case errors.Is(err, errCancelled):
-		return b.ctx.Err()
+		if cause := context.Cause(b.ctx); cause != nil {
+			return cause
+		}
+		// The SDK has not cancelled the context yet: still never report success.
+		return temporal.NewCanceledError()
 	case errors.As(err, &app) && (app.NonRetryable() || app.Type() == errTypeNoProgress || app.Type() == errTypeWorkerStopping):
 		return err
 	case errors.Is(err, errNotCurrent):

@@ -37,9 +37,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzReadCSV$$' -fuzztime=$(FUZZTIME) ./internal/dataset
 	$(GO) test -run='^$$' -fuzz='^FuzzReadJSONL$$' -fuzztime=$(FUZZTIME) ./internal/dataset
 
-## bench: orchestration cost against a bare loop, quota use against the limit, reserve Update rate
+## bench: orchestration cost against a bare client and a bare loop, quota use against the limit, reserve Update rate
 bench: $(TEMPORAL)
-	TEMPORAL_CLI=$(TEMPORAL) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./e2e
+	TEMPORAL_CLI=$(TEMPORAL) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 45m ./e2e
 
 ## temporal: the temporal CLI (dev server + Web UI), v1.5.1 built from the module proxy, reused when present
 temporal: $(TEMPORAL)

@@ -178,7 +178,8 @@ func (b *batch) take() (store.Sample, int, bool) {
 		return store.Sample{}, 0, false
 	}
 	for len(b.queue) == 0 {
-		if b.loadedTo >= b.end || time.Since(b.started) >= minBatchSpan {
+		// A batch with quota slots left goes on to use them: nobody else can.
+		if b.loadedTo >= b.end || (time.Since(b.started) >= minBatchSpan && !b.holdsSlots()) {
 			return store.Sample{}, 0, false
 		}
 		if err := b.load(b.loadedTo + max(1, b.in.Count)); err != nil {
@@ -193,6 +194,14 @@ func (b *batch) take() (store.Sample, int, bool) {
 		left += b.end - b.loadedTo // the batch may go on into these
 	}
 	return s, left, true
+}
+
+// holdsSlots reports whether the batch has quota slots it has not used yet, or asked for.
+// It stops asking once it is minBatchSpan old, so it ends soon after.
+func (b *batch) holdsSlots() bool {
+	b.slotMu.Lock()
+	defer b.slotMu.Unlock()
+	return len(b.slots) > 0 || b.next != nil
 }
 
 // load queues the samples up to position to that have no annotation yet. Called with mu held

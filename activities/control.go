@@ -222,7 +222,7 @@ func (b *batch) takeSlot(req llm.Request, left int) (time.Time, *contract.Wait, 
 		}
 		// The next slots are asked for while the last ones are used, so the reservation's
 		// round trip is not paid between two calls.
-		if len(b.slots) <= 1 && b.next == nil && left > 1 {
+		if len(b.slots) <= 1 && b.next == nil && left > 1 && time.Since(b.started) < minBatchSpan {
 			b.next = b.reserve(req, b.slotsToAsk(left-1))
 		}
 		return at, nil, nil

@@ -46,7 +46,7 @@ func quotaUseOnce(b *testing.B, n int) {
 	var pairs []runs.Pair
 	perRun := quotaBenchRPM * 4 / n // more work than the measured span can take
 	for i := 0; len(pairs) < n; i++ {
-		a := fmt.Sprintf("u%d", i)
+		a := fmt.Sprintf("u%d-%d", n, i) // runs of their own per cell, too
 		// A pool of its own per cell: the last cell's pool workflow stays on its task queue.
 		spec[a], extra[a], keys[a] = map[labels.Domain]int{}, map[string]any{"quota_pool": fmt.Sprintf("bench-%d", n)}, "bench-key"
 		for _, d := range labels.Domains {

@@ -11,6 +11,7 @@ import (
 	"github.com/mhannotator/mha/internal/config"
 	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/runs"
+	"github.com/mhannotator/mha/internal/store"
 )
 
 // concurrency bounds the runs worked on at once: enough to finish 30 runs quickly, few enough
@@ -140,6 +141,20 @@ func (in *invocation) controller(sel runs.Selector) (*runs.Controller, []runs.Pa
 		return nil, nil, &usageError{msg: err.Error()}
 	}
 	return ctl, pairs, nil
+}
+
+// connect opens the store and dials Temporal for ctl; done releases both.
+func (in *invocation) connect(ctx context.Context, ctl *runs.Controller) (st store.Store, done func(), err error) {
+	if st, err = in.common.OpenStore(ctx); err != nil {
+		return nil, nil, err
+	}
+	cl, err := in.dial(ctx)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	ctl.Client, ctl.Store = cl, st
+	return st, func() { cl.Close(); st.Close() }, nil
 }
 
 func enabledOnly(cfg *config.Config, pairs []runs.Pair) []runs.Pair {

@@ -45,19 +45,14 @@ func runRedo(ctx context.Context, in *invocation, sel runs.Selector, statusList 
 		return err
 	}
 	cfg := ctl.Config
-	st, err := in.common.OpenStore(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	// Dialled before any row is deleted: rows cleared with no server to tell the run would
 	// wait for a reset or start by hand.
-	cl, err := in.dial(ctx)
+	st, done, err := in.connect(ctx, ctl)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctl.Client, ctl.Store = cl, st
+	defer done()
+	cl := ctl.Client
 	// Runs that ended are started as `starter start` starts them.
 	if ok, err := runs.EnsureSearchAttributes(ctx, cl, in.common.Namespace); err != nil {
 		fmt.Fprintf(in.stderr, "starter: warning: %v; starting runs without search attributes\n", err)

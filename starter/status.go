@@ -67,17 +67,11 @@ func runStatus(ctx context.Context, in *invocation, sel runs.Selector, asJSON, w
 	if v.ctl, v.pairs, err = in.controller(sel); err != nil {
 		return err
 	}
-	st, err := in.common.OpenStore(ctx)
+	_, done, err := in.connect(ctx, v.ctl)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	cl, err := in.dial(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	v.ctl.Client, v.ctl.Store = cl, st
+	defer done()
 
 	if watch {
 		v.watch(ctx, in.stdout, interval)

@@ -56,6 +56,7 @@ type run struct {
 	cancelBatch   workflow.CancelFunc // set while a batch runs: pause and stop cancel it
 	cancelWait    workflow.CancelFunc // set while the run waits on a timer: any control ends it
 	searchAttrsOn bool
+	changedAtOn   bool // started with RunChangedAt (runs of older releases were not)
 }
 
 func (r *run) execute(ctx workflow.Context) (contract.Status, error) {
@@ -68,6 +69,7 @@ func (r *run) execute(ctx workflow.Context) (contract.Status, error) {
 	// Upserting a search attribute the namespace lacks fails the workflow task, so only runs
 	// started with them (the starter registers them first) keep RunStatus up to date.
 	_, r.searchAttrsOn = workflow.GetTypedSearchAttributes(ctx).GetKeyword(contract.RunStatusKey)
+	_, r.changedAtOn = workflow.GetTypedSearchAttributes(ctx).GetTime(contract.RunChangedAtKey)
 	for {
 		switch {
 		case r.stop:
@@ -399,7 +401,11 @@ func (r *run) setStatus(ctx workflow.Context, status string) {
 	r.st.Status = status
 	r.showDetails(ctx)
 	if r.searchAttrsOn {
-		if err := workflow.UpsertTypedSearchAttributes(ctx, contract.RunStatusKey.ValueSet(status)); err != nil {
+		updates := []temporal.SearchAttributeUpdate{contract.RunStatusKey.ValueSet(status)}
+		if r.changedAtOn {
+			updates = append(updates, contract.RunChangedAtKey.ValueSet(workflow.Now(ctx)))
+		}
+		if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
 			workflow.GetLogger(ctx).Warn("Could not update the RunStatus search attribute", "error", err)
 		}
 	}

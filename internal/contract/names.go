@@ -53,9 +53,12 @@ var (
 	AnnotatorKey = temporal.NewSearchAttributeKeyKeyword("Annotator")
 	DomainKey    = temporal.NewSearchAttributeKeyKeyword("Domain")
 	RunStatusKey = temporal.NewSearchAttributeKeyKeyword("RunStatus")
+	// RunChangedAtKey is when RunStatus last changed: the api lists only the runs that changed
+	// since it last looked, so idle runs cost it nothing.
+	RunChangedAtKey = temporal.NewSearchAttributeKeyTime("RunChangedAt")
 )
 
-// SearchAttributeKeys lists the keys above, for registering them.
+// SearchAttributeKeys lists the keyword keys above, for registering them.
 var SearchAttributeKeys = []temporal.SearchAttributeKeyKeyword{AnnotatorKey, DomainKey, RunStatusKey}
 
 // RunID is the workflow ID of the run of (annotator, domain).

@@ -172,7 +172,8 @@ func (c *Controller) Start(ctx context.Context, p Pair) Result {
 		opts.TypedSearchAttributes = temporal.NewSearchAttributes(
 			contract.AnnotatorKey.ValueSet(p.Annotator),
 			contract.DomainKey.ValueSet(string(p.Domain)),
-			contract.RunStatusKey.ValueSet(contract.StatusRunning))
+			contract.RunStatusKey.ValueSet(contract.StatusRunning),
+			contract.RunChangedAtKey.ValueSet(time.Now()))
 	}
 	_, err := c.Client.ExecuteWorkflow(ctx, opts, contract.AnnotationRunName, c.Input(p))
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
@@ -334,9 +335,13 @@ func EnsureSearchAttributes(ctx context.Context, cl client.Client, namespace str
 		return false, fmt.Errorf("list search attributes: %w", err)
 	}
 	missing := map[string]enumspb.IndexedValueType{}
+	want := map[string]enumspb.IndexedValueType{contract.RunChangedAtKey.GetName(): enumspb.INDEXED_VALUE_TYPE_DATETIME}
 	for _, k := range contract.SearchAttributeKeys {
-		if _, ok := resp.GetCustomAttributes()[k.GetName()]; !ok {
-			missing[k.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+		want[k.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+	}
+	for name, typ := range want {
+		if _, ok := resp.GetCustomAttributes()[name]; !ok {
+			missing[name] = typ
 		}
 	}
 	if len(missing) == 0 {

@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/mhannotator/mha/internal/config"
-	"github.com/mhannotator/mha/internal/contract"
 	"github.com/mhannotator/mha/internal/runs"
 	"github.com/mhannotator/mha/internal/store"
 )
@@ -17,18 +14,6 @@ import (
 // concurrency bounds the runs worked on at once: enough to finish 30 runs quickly, few enough
 // not to flood the server.
 const concurrency = 8
-
-// restartGrace is added to the heartbeat timeout when waiting for a run to stop on restart:
-// the sample in flight may take up to the heartbeat timeout.
-const restartGrace = 30 * time.Second
-
-// signals maps the control commands to the control (Update, or signal for older runs) they send.
-var signals = map[string]string{
-	"pause":  contract.SignalPause,
-	"resume": contract.SignalResume,
-	"stop":   contract.SignalStop,
-	"reset":  contract.SignalReset,
-}
 
 // addSelector registers --all, --annotator and --domain.
 func addSelector(fs *pflag.FlagSet, sel *runs.Selector) {
@@ -62,7 +47,7 @@ func runControl(ctx context.Context, in *invocation, name string, sel runs.Selec
 	cfg := ctl.Config
 	starts := name == "start" || name == "restart"
 	if starts && sel.All {
-		pairs = enabledOnly(cfg, pairs)
+		pairs = runs.EnabledOnly(cfg, pairs)
 		if len(pairs) == 0 {
 			fmt.Fprintln(in.stderr, "starter: no run is enabled in the config; nothing to do")
 			return nil
@@ -75,42 +60,9 @@ func runControl(ctx context.Context, in *invocation, name string, sel runs.Selec
 	}
 	defer cl.Close()
 	ctl.Client = cl
-
-	var op func(context.Context, runs.Pair) runs.Result
-	switch name {
-	case "start", "restart":
-		ok, err := runs.EnsureSearchAttributes(ctx, cl, in.common.Namespace)
-		if err != nil {
-			// Search attributes only make runs filterable in the Web UI: start without them.
-			fmt.Fprintf(in.stderr, "starter: warning: %v; starting runs without search attributes\n", err)
-		}
-		ctl.SearchAttributes = ok
-		// Changed limits in settings.json reach running quota pools with the start.
-		quotas := runs.QuotaClient{Client: cl, TaskQueue: in.common.TaskQueue}
-		for _, a := range runs.PoolAnnotators(cfg) {
-			if err := quotas.Configure(ctx, a.QuotaPool, a.QuotaLimits(cfg.Global)); err != nil {
-				fmt.Fprintf(in.stderr, "starter: warning: %v\n", err)
-			}
-		}
-		op = ctl.Start
-		if name == "restart" {
-			wait := cfg.Global.HeartbeatTimeout + restartGrace
-			op = func(ctx context.Context, p runs.Pair) runs.Result { return ctl.Restart(ctx, p, wait) }
-		}
-	default:
-		ctrl := signals[name]
-		// A pause or stop answers once the sample in flight is stored.
-		wait := cfg.Global.HeartbeatTimeout + restartGrace
-		op = func(ctx context.Context, p runs.Pair) runs.Result {
-			ctx, cancel := context.WithTimeout(ctx, wait)
-			defer cancel()
-			r, _ := ctl.Control(ctx, p, ctrl, nil)
-			return r
-		}
-	}
-
-	results := make([]runs.Result, len(pairs))
-	parallel(len(pairs), concurrency, func(i int) { results[i] = op(ctx, pairs[i]) })
+	results := ctl.Apply(ctx, name, pairs, runs.ApplyOptions{
+		Warn: func(err error) { fmt.Fprintf(in.stderr, "starter: warning: %v\n", err) },
+	})
 	return report(in, name, results)
 }
 
@@ -155,21 +107,6 @@ func (in *invocation) connect(ctx context.Context, ctl *runs.Controller) (st sto
 	}
 	ctl.Client, ctl.Store = cl, st
 	return st, func() { cl.Close(); st.Close() }, nil
-}
-
-func enabledOnly(cfg *config.Config, pairs []runs.Pair) []runs.Pair {
-	var out []runs.Pair
-	for _, p := range pairs {
-		if enabled(cfg, p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func enabled(cfg *config.Config, p runs.Pair) bool {
-	a, ok := cfg.Annotator(p.Annotator)
-	return ok && a.Domains[p.Domain].Enabled
 }
 
 // formatResults prints one aligned line per run: "annotation-1-urgency   started   target 60",

@@ -61,7 +61,7 @@ func runRedo(ctx context.Context, in *invocation, sel runs.Selector, statusList 
 	}
 
 	// The reset Update answers once a worker has taken it in.
-	wait := cfg.Global.HeartbeatTimeout + restartGrace
+	wait := cfg.Global.HeartbeatTimeout + runs.StopGrace
 	results := make([]runs.Result, len(pairs))
 	parallel(len(pairs), concurrency, func(i int) {
 		ctx, cancel := context.WithTimeout(ctx, wait)

@@ -108,7 +108,7 @@ func (v statusView) fetch(ctx context.Context) ([]contract.Status, int) {
 			st = contract.Status{WorkflowID: p.ID(), Annotator: p.Annotator, Domain: string(p.Domain),
 				Status: statusUnknown, Target: v.ctl.Input(p).Target, LastError: errs[i].Error()}
 		}
-		if v.hideIdle && st.Status == runs.StatusNotStarted && !enabled(v.ctl.Config, p) {
+		if v.hideIdle && st.Status == runs.StatusNotStarted && !runs.Enabled(v.ctl.Config, p) {
 			continue
 		}
 		out = append(out, st)

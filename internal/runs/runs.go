@@ -227,7 +227,7 @@ func (c *Controller) Control(ctx context.Context, p Pair, name string, arg any) 
 	case errors.As(err, &app) && strings.Contains(app.Error(), "unknown update"):
 		return c.Signal(ctx, p, name, arg), st
 	case ctx.Err() != nil:
-		res.Outcome, res.Detail = Failed, fmt.Sprintf("no answer yet (%v); the control is applied, see status", ctx.Err())
+		res.Outcome, res.Detail = Pending, "the run has not answered yet; the control takes effect after the call in flight, see status"
 	case err != nil:
 		res.Outcome, res.Detail = Failed, err.Error()
 	default:

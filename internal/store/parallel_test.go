@@ -163,6 +163,17 @@ func TestParallelWritersFromSeveralProcesses(t *testing.T) {
 		}
 	}
 
+	// Every stored annotation shows once in the change feed, under a seq of its own.
+	changes := allChanges(t, s)
+	if len(changes) != len(want) {
+		t.Errorf("Changes returned %d annotations, want %d", len(changes), len(want))
+	}
+	if len(changes) > 0 {
+		if last := lastSeq(t, s); last != changes[len(changes)-1].Seq {
+			t.Errorf("LastSeq = %d, want the last change's seq %d", last, changes[len(changes)-1].Seq)
+		}
+	}
+
 	var check string
 	if err := rawDB(t, path).QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&check); err != nil || check != "ok" {
 		t.Errorf("integrity_check = %q, %v", check, err)

@@ -198,8 +198,8 @@ func (s *SQLite) Samples(ctx context.Context, offset, limit int) ([]Sample, erro
 // upsertSQL never replaces an ok annotation with a worse one; see Store.UpsertAnnotation.
 const upsertSQL = `INSERT INTO annotations (
 	annotator, domain, sample_id, label, status, raw_reply, parse_error, validity_error, error,
-	model, prompt_hash, latency_ms, input_tokens, output_tokens, attempt, created_at, updated_at
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+	model, prompt_hash, latency_ms, input_tokens, output_tokens, attempt, created_at, updated_at, seq
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 ON CONFLICT (annotator, domain, sample_id) DO UPDATE SET
 	label = excluded.label,
 	status = excluded.status,
@@ -214,23 +214,22 @@ ON CONFLICT (annotator, domain, sample_id) DO UPDATE SET
 	output_tokens = excluded.output_tokens,
 	attempt = excluded.attempt,
 	created_at = excluded.created_at,
-	updated_at = excluded.updated_at
+	updated_at = excluded.updated_at,
+	seq = excluded.seq
 WHERE annotations.status <> 'ok' OR excluded.status = 'ok'`
 
-// UpsertAnnotation implements Store.
+// UpsertAnnotation implements Store. The write takes the next seq from annotation_seq and
+// records it there only when the row was written, in one transaction: writers are serialised
+// by the write lock, so seqs are committed in order and a refused write uses up none.
 func (s *SQLite) UpsertAnnotation(ctx context.Context, a Annotation) error {
+	now := time.Now()
+	if a.CreatedAt.IsZero() {
+		a.CreatedAt = now
+	}
 	if err := validateAnnotation(a); err != nil {
 		return err
 	}
-	now := time.Now()
-	created := a.CreatedAt
-	if created.IsZero() {
-		created = now
-	}
-	_, err := s.write.ExecContext(ctx, upsertSQL,
-		a.Annotator, a.Domain, a.SampleID, a.Label, a.Status, a.RawReply, a.ParseError,
-		a.ValidityError, a.Error, a.Model, a.PromptHash, a.LatencyMS, a.InputTokens,
-		a.OutputTokens, a.Attempt, formatTime(created), formatTime(now))
+	err := s.upsert(ctx, a, now)
 	var se *sqlite.Error
 	if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
 		return fmt.Errorf("store: upsert annotation: sample %q is not stored", a.SampleID)
@@ -241,6 +240,36 @@ func (s *SQLite) UpsertAnnotation(ctx context.Context, a Annotation) error {
 	return nil
 }
 
+func (s *SQLite) upsert(ctx context.Context, a Annotation, now time.Time) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // a no-op after Commit
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `SELECT last_seq + 1 FROM annotation_seq WHERE id = 1`).Scan(&seq); err != nil {
+		return fmt.Errorf("next seq: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, upsertSQL,
+		a.Annotator, a.Domain, a.SampleID, a.Label, a.Status, a.RawReply, a.ParseError,
+		a.ValidityError, a.Error, a.Model, a.PromptHash, a.LatencyMS, a.InputTokens,
+		a.OutputTokens, a.Attempt, formatTime(a.CreatedAt), formatTime(now), seq)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil // refused: an ok annotation stays, with its seq
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE annotation_seq SET last_seq = $1 WHERE id = 1`, seq); err != nil {
+		return fmt.Errorf("record seq: %w", err)
+	}
+	return tx.Commit()
+}
+
 func validateAnnotation(a Annotation) error {
 	for _, f := range []struct{ name, value string }{
 		{"Annotator", a.Annotator}, {"Domain", a.Domain}, {"SampleID", a.SampleID},
@@ -249,11 +278,14 @@ func validateAnnotation(a Annotation) error {
 			return fmt.Errorf("store: upsert annotation: field %s is empty", f.name)
 		}
 	}
-	if knownStatus(a.Status) {
-		return nil
+	if !knownStatus(a.Status) {
+		return fmt.Errorf("store: upsert annotation: field Status %q is not one of %s, %s, %s, %s",
+			a.Status, StatusOK, StatusMalformed, StatusError, StatusBlocked)
 	}
-	return fmt.Errorf("store: upsert annotation: field Status %q is not one of %s, %s, %s, %s",
-		a.Status, StatusOK, StatusMalformed, StatusError, StatusBlocked)
+	if !storableTime(a.CreatedAt) {
+		return fmt.Errorf("store: upsert annotation: field CreatedAt %s is outside the years 0000 to 9999", a.CreatedAt)
+	}
+	return nil
 }
 
 func knownStatus(status string) bool {
@@ -369,40 +401,18 @@ func (s *SQLite) DeleteAnnotations(ctx context.Context, annotator, domain string
 
 // Export implements Store. fn's own error is returned as it is.
 func (s *SQLite) Export(ctx context.Context, f Filter, fn func(ExportRow) error) error {
-	query := `SELECT a.annotator, a.domain, a.sample_id, a.label, a.status, a.raw_reply,
-		a.parse_error, a.validity_error, a.error, a.model, a.prompt_hash, a.latency_ms,
-		a.input_tokens, a.output_tokens, a.attempt, a.created_at, s.text, s.position
-		FROM annotations a JOIN samples s ON s.id = a.sample_id`
-	var conds []string
-	var args []any
-	if f.Annotator != "" {
-		args = append(args, f.Annotator)
-		conds = append(conds, fmt.Sprintf("a.annotator = $%d", len(args)))
-	}
-	if f.Domain != "" {
-		args = append(args, f.Domain)
-		conds = append(conds, fmt.Sprintf("a.domain = $%d", len(args)))
-	}
-	if len(conds) > 0 {
-		query += " WHERE " + strings.Join(conds, " AND ")
-	}
-	query += " ORDER BY a.annotator, a.domain, s.position"
-
-	rows, err := s.read.QueryContext(ctx, query, args...)
+	where, args := filterSQL(f, nil)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+annotationColumns+`, s.text, s.position
+		FROM annotations a JOIN samples s ON s.id = a.sample_id`+where+`
+		ORDER BY a.annotator, a.domain, s.position`, args...)
 	if err != nil {
 		return fmt.Errorf("store: export: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var r ExportRow
-		var created string
-		if err := rows.Scan(&r.Annotator, &r.Domain, &r.SampleID, &r.Label, &r.Status, &r.RawReply,
-			&r.ParseError, &r.ValidityError, &r.Error, &r.Model, &r.PromptHash, &r.LatencyMS,
-			&r.InputTokens, &r.OutputTokens, &r.Attempt, &created, &r.Text, &r.Position); err != nil {
+		if err := scanAnnotation(rows, &r.Annotation, &r.Text, &r.Position); err != nil {
 			return fmt.Errorf("store: export: %w", err)
-		}
-		if r.CreatedAt, err = time.Parse(time.RFC3339Nano, created); err != nil {
-			return fmt.Errorf("store: export: annotation (%s, %s, %s): created_at: %w", r.Annotator, r.Domain, r.SampleID, err)
 		}
 		if err := fn(r); err != nil {
 			return err

@@ -439,6 +439,13 @@ func TestUpsertAnnotationDatesAZeroCreatedAtNow(t *testing.T) {
 	}
 }
 
+// createdAt is a valid annotation created at t.
+func createdAt(t time.Time) store.Annotation {
+	a := annotation("1", "urgency", "s1", "ok")
+	a.CreatedAt = t
+	return a
+}
+
 func TestUpsertAnnotationRejectsBadInput(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
@@ -456,6 +463,8 @@ func TestUpsertAnnotationRejectsBadInput(t *testing.T) {
 		{"an unknown status", annotation("1", "urgency", "s1", "done"), `field Status "done"`},
 		{"an empty status", annotation("1", "urgency", "s1", ""), `field Status ""`},
 		{"a sample that is not stored", annotation("1", "urgency", "nope", "ok"), `sample "nope" is not stored`},
+		{"a CreatedAt after the year 9999", createdAt(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)), "field CreatedAt"},
+		{"a CreatedAt before the year 0", createdAt(time.Date(-1, 12, 31, 0, 0, 0, 0, time.UTC)), "field CreatedAt"},
 	}
 	for _, tt := range tests {
 		t.Run("rejects "+tt.name, func(t *testing.T) {

@@ -4,11 +4,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/mhannotator/mha/internal/contract"
+	"github.com/mhannotator/mha/internal/labels"
 )
 
 // Annotation statuses.
@@ -53,10 +55,60 @@ type ImportResult struct {
 	Unchanged int // samples already stored with the same text
 }
 
-// Filter selects annotations; empty fields match everything.
+// ErrNotFound is returned (wrapped) when the thing asked for is not stored.
+var ErrNotFound = errors.New("not found")
+
+// Filter selects annotations. Every non-empty field must match; an empty (zero) field matches
+// everything. Store methods do not call Validate: a value that matches no annotation, such as an
+// unknown status, selects nothing.
 type Filter struct {
 	Annotator string
 	Domain    string
+	// Status is one of the annotation statuses.
+	Status string
+	// Label is a label code: it matches a label that is exactly Label, or whose comma-separated
+	// codes (as in "TA-1, TA-3") include Label. "TA-3" matches "TA-1, TA-3" but not "TA-30".
+	// Case and spelling must be exact.
+	Label string
+	// Text matches when it is a substring of the sample text or of the raw reply, ignoring
+	// letter case (Unicode lower case on both sides).
+	Text string
+	// From and To bound CreatedAt: From <= CreatedAt < To. A zero bound is open.
+	From, To time.Time
+}
+
+// FieldError is one field of a Filter that Validate refuses.
+type FieldError struct {
+	Field   string // the Filter field, such as "Status"
+	Value   string
+	Message string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("store: filter field %s %q: %s", e.Field, e.Value, e.Message)
+}
+
+// Validate refuses a Status that is not an annotation status and a Domain that is not a domain
+// of internal/labels spelled as the store stores it (lower case). Each bad field is a
+// *FieldError; several are joined with errors.Join.
+func (f Filter) Validate() error {
+	var errs []error
+	if f.Status != "" && !knownStatus(f.Status) {
+		errs = append(errs, &FieldError{Field: "Status", Value: f.Status, Message: fmt.Sprintf(
+			"not one of %s, %s, %s, %s", StatusOK, StatusMalformed, StatusError, StatusBlocked)})
+	}
+	if f.Domain != "" {
+		d, err := labels.ParseDomain(f.Domain)
+		switch {
+		case err != nil:
+			errs = append(errs, &FieldError{Field: "Domain", Value: f.Domain,
+				Message: "not one of " + labels.DomainList()})
+		case string(d) != f.Domain:
+			errs = append(errs, &FieldError{Field: "Domain", Value: f.Domain,
+				Message: fmt.Sprintf("spell it %q", d)})
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ExportRow is an annotation joined with its sample text.
@@ -65,6 +117,38 @@ type ExportRow struct {
 	Text     string
 	Position int
 }
+
+// Row is an annotation with its sample text and position, and its change sequence number.
+type Row struct {
+	Seq int64
+	ExportRow
+}
+
+// Change is an annotation as stored by the write that gave it sequence number Seq.
+type Change struct {
+	Seq int64
+	Annotation
+}
+
+// RunStats sums up the annotations of one (Annotator, Domain) that a Filter selects.
+type RunStats struct {
+	Annotator string
+	Domain    string
+	Counts    Counts
+	// Labels counts each label among the rows with status ok, keyed by the full label string
+	// (such as "TA-1, TA-3"). Never nil.
+	Labels       map[string]int
+	InputTokens  int64
+	OutputTokens int64
+	Calls        int       // rows, of any status
+	LastAt       time.Time // the newest CreatedAt, in UTC
+}
+
+// Default and largest page of Store.Annotations.
+const (
+	DefaultAnnotationsLimit = 50
+	MaxAnnotationsLimit     = 500
+)
 
 // Counts are a run's stored annotations by status.
 type Counts = contract.Counts
@@ -117,7 +201,13 @@ type Store interface {
 	// UpsertAnnotation stores a under its key (Annotator, Domain, SampleID), whose sample must be
 	// stored. It replaces an existing annotation, except that an "ok" one is only replaced by
 	// another "ok" one: a timed-out attempt and its retry can both write, and the later write
-	// must not downgrade a good label. A zero CreatedAt means now.
+	// must not downgrade a good label. A zero CreatedAt means now; CreatedAt must lie in the
+	// years 0000 to 9999 (what RFC 3339 can write).
+	//
+	// Every write that stores a (an insert or a replacement) gives the annotation a new sequence
+	// number (seq), greater than every seq assigned before in this database, even those of
+	// annotations since deleted. A refused write changes nothing, seq included. Writes become
+	// visible in seq order: once a reader sees seq n, no annotation with a seq <= n appears later.
 	UpsertAnnotation(ctx context.Context, a Annotation) error
 	// AnnotatedIDs returns which of ids already have an annotation, of any status, for
 	// (annotator, domain).
@@ -132,5 +222,24 @@ type Store interface {
 	// Export calls fn for every annotation matching f, ordered by annotator, domain and
 	// dataset position; it stops at the first error fn returns.
 	Export(ctx context.Context, f Filter, fn func(ExportRow) error) error
+	// Changes returns the stored annotations whose seq is greater than after, in ascending seq
+	// order, at most limit of them (none when limit <= 0). An annotation replaced since it was
+	// given a seq <= after shows again under its new seq; deletions do not show.
+	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
+	// LastSeq is the highest seq among the stored annotations, 0 when there are none. Every
+	// annotation stored later has a greater seq.
+	LastSeq(ctx context.Context) (int64, error)
+	// Annotations returns the annotations matching f, newest first (descending seq), only those
+	// with seq < before when before > 0, at most limit of them: DefaultAnnotationsLimit when
+	// limit <= 0, MaxAnnotationsLimit when limit is larger. The next page is asked for with
+	// before = the Seq of the last row.
+	Annotations(ctx context.Context, f Filter, before int64, limit int) ([]Row, error)
+	// Sample returns the sample with ID id and every annotation of it (all annotators and
+	// domains), ordered by domain then annotator; no rows when it has none. A sample that is not
+	// stored is an error wrapping ErrNotFound.
+	Sample(ctx context.Context, id string) (Sample, []Row, error)
+	// Stats returns one entry per (annotator, domain) that has annotations matching f, ordered
+	// by annotator then domain; none when nothing matches.
+	Stats(ctx context.Context, f Filter) ([]RunStats, error)
 	Close() error
 }

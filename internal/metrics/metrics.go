@@ -1,0 +1,32 @@
+// Package metrics is the one place that builds the tally scope the binaries report through and
+// the Prometheus page that serves it.
+package metrics
+
+import (
+	"io"
+	"net/http"
+	"time"
+
+	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/uber-go/tally/v4"
+	tallyprom "github.com/uber-go/tally/v4/prometheus"
+)
+
+// reportEvery is how often tally hands its values to the Prometheus registry; a scrape sees
+// values at most this old.
+const reportEvery = time.Second
+
+// New returns a root scope whose metrics /metrics serves (the handler) in the Prometheus text
+// format, with the Go runtime's and the process's own collectors beside them. Close flushes
+// and stops the scope.
+func New() (tally.Scope, http.Handler, io.Closer) {
+	registry := prom.NewRegistry()
+	registry.MustRegister(prom.NewGoCollector(), prom.NewProcessCollector(prom.ProcessCollectorOpts{}))
+	reporter := tallyprom.NewReporter(tallyprom.Options{Registerer: registry, Gatherer: registry})
+	scope, closer := tally.NewRootScope(tally.ScopeOptions{
+		CachedReporter:  reporter,
+		Separator:       tallyprom.DefaultSeparator,
+		SanitizeOptions: &tallyprom.DefaultSanitizerOpts,
+	}, reportEvery)
+	return scope, reporter.HTTPHandler(), closer
+}

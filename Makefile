@@ -11,14 +11,15 @@ GOFILES      = $(shell find . -name '*.go' -not -path './bin/*')
 
 .PHONY: run build test lint unit fuzz bench temporal tools
 
-## run: the whole platform: dev server + Web UI, worker, sample dataset, every enabled run
+## run: the whole platform: dev server + Web UI, worker, api + dashboard, sample dataset, every enabled run
 run: build $(TEMPORAL)
 	@scripts/run.sh
 
-## build: the worker and starter binaries in ./bin
+## build: the worker, starter and api binaries in ./bin
 build:
 	$(GO) build -o $(BIN)/worker ./worker
 	$(GO) build -o $(BIN)/starter ./starter
+	$(GO) build -o $(BIN)/api ./api
 
 ## test: everything CI runs: formatting, vet, staticcheck, all tests, brief fuzzing
 test: lint unit fuzz
@@ -28,8 +29,9 @@ lint: $(STATICCHECK)
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
+# Test artifacts (the dashboard's screenshots) land under bin/test-output/.
 unit: $(TEMPORAL)
-	TEMPORAL_CLI=$(TEMPORAL) $(GO) test -count=1 ./...
+	TEMPORAL_CLI=$(TEMPORAL) $(GO) test -count=1 -artifacts -outputdir $(BIN)/test-output ./...
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/labels

@@ -52,17 +52,18 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(binDir)
-	for _, cmd := range []string{"worker", "starter"} {
+	for _, cmd := range []string{"worker", "starter", "api"} {
 		build := exec.Command("go", "build", "-o", filepath.Join(binDir, cmd), "../"+cmd)
 		if out, err := build.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n%s", cmd, err, out)
 			return 1
 		}
 	}
-	attrs := make([]temporal.SearchAttributeUpdate, 0, len(contract.SearchAttributeKeys))
+	attrs := make([]temporal.SearchAttributeUpdate, 0, len(contract.SearchAttributeKeys)+1)
 	for _, k := range contract.SearchAttributeKeys {
 		attrs = append(attrs, k.ValueSet(""))
 	}
+	attrs = append(attrs, contract.RunChangedAtKey.ValueSet(time.Time{}))
 	quiet := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	server, err = testsuite.StartDevServer(context.Background(), testsuite.DevServerOptions{
 		ExistingPath:     cli,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: the whole platform on this machine. Starts a Temporal dev server with its Web UI
-# (unless one already answers), the worker, imports the sample dataset into an empty store and
+# (unless one already answers), the worker, the api with its dashboard, imports the sample dataset into an empty store and
 # starts every enabled run. Ctrl-C stops what this script started; the next `make run` picks
 # up where this one left off (the dev server's database and the store live under ./data).
 set -euo pipefail
@@ -39,6 +39,7 @@ else
   setsid bin/temporal server start-dev --ip "$host" --port "$port" --ui-port "$ui_port" \
     --db-filename data/temporal.db --log-level warn \
     --search-attribute Annotator=Keyword --search-attribute Domain=Keyword --search-attribute RunStatus=Keyword \
+    --search-attribute RunChangedAt=Datetime \
     >>data/temporal.log 2>&1 &
   started+=($!)
   for _ in $(seq 1 120); do
@@ -55,15 +56,21 @@ echo "Starting the worker (log data/worker.log)..."
 bin/worker >>data/worker.log 2>&1 &
 started+=($!)
 
+listen=${MHA_LISTEN:-127.0.0.1:8080}
+echo "Starting the api and dashboard at http://$listen/ (log data/api.log)..."
+MHA_LISTEN=$listen MHA_WEB_UI=${MHA_WEB_UI:-http://$host:$ui_port} bin/api >>data/api.log 2>&1 &
+started+=($!)
+
 bin/starter import --if-empty
 bin/starter start --all
 
 cat <<MSG
 
 The platform is running.
-  Web UI:   $ui
-  Status:   bin/starter status --watch
-  Signals:  bin/starter pause --all   (or: bin/temporal workflow signal -w annotation-1-urgency --name pause)
+  Dashboard: http://$listen/
+  Web UI:    $ui
+  Status:    bin/starter status --watch
+  Signals:   bin/starter pause --all   (or: bin/temporal workflow signal -w annotation-1-urgency --name pause)
 Press Ctrl-C to stop.
 MSG
 wait "${started[@]}"

@@ -16,14 +16,16 @@ import (
 
 var exportCommand = command{
 	name:    "export",
-	args:    "--format jsonl|csv [--out FILE] [--annotator N] [--domain D]",
-	summary: "Write stored annotations with their texts as JSONL or CSV",
+	args:    "--format jsonl|csv|xlsx [--out FILE] [--annotator N] [--domain D]",
+	summary: "Write stored annotations with their texts as JSONL, CSV or an Excel workbook",
 	about: "Writes the stored annotations (all, or those of --annotator and/or --domain), each with its\n" +
 		"sample text, ordered by annotator, domain and dataset position, to --out or standard output.\n" +
+		"xlsx writes a workbook: a summary sheet of counts per annotator and domain, then a sheet per\n" +
+		"domain; a value longer than a cell holds continues in columns named \"<column> (cont. 2)\" and on.\n" +
 		"It reads only the store: Temporal need not be running.",
-	example: "starter export --format csv --out urgency.csv --domain urgency",
+	example: "starter export --format xlsx --out urgency.xlsx --domain urgency",
 	flags: func(fs *pflag.FlagSet) func(context.Context, *invocation) error {
-		format := fs.String("format", string(export.JSONL), "output format: jsonl or csv")
+		format := fs.String("format", string(export.JSONL), "output format: jsonl, csv or xlsx")
 		out := fs.String("out", "", "file to write (replaced if it exists); default standard output")
 		annotator := fs.String("annotator", "", "only the annotations of annotator `N`")
 		domain := fs.String("domain", "", "only the annotations of domain `D`")
@@ -40,6 +42,9 @@ func runExport(ctx context.Context, in *invocation, formatName, out string, sel 
 	format, err := export.ParseFormat(formatName)
 	if err != nil {
 		return &usageError{msg: "--format: " + err.Error()}
+	}
+	if format == export.XLSX && out == "" && isTerminal(in.stdout) {
+		return &usageError{msg: "--format xlsx writes a binary workbook: give --out FILE or redirect standard output"}
 	}
 	cfg, err := in.loadConfig()
 	if err != nil {

@@ -5,11 +5,14 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xuri/excelize/v2"
 
 	"github.com/mhannotator/mha/internal/store"
 )
@@ -92,6 +95,73 @@ func TestExportCSVReplacesTheFile(t *testing.T) {
 	want := "1/therapeutic/S1 1/urgency/S1 1/urgency/S3 2/urgency/S4"
 	if strings.Join(got, " ") != want {
 		t.Errorf("rows %v, want %s", got, want)
+	}
+}
+
+func TestExportXLSX(t *testing.T) {
+	f := annotated(t)
+	out := f.write(t, "out.xlsx", "not a workbook")
+	o := f.run(t, "export", "--format", "xlsx", "--out", out, "--annotator", "1")
+	o.expect(t, exitOK)
+	if o.stderr != "exported 3 annotations to "+out+"\n" || o.stdout != "" {
+		t.Errorf("stdout %q, stderr %q", o.stdout, o.stderr)
+	}
+	x, err := excelize.OpenFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	// The summary, then the domains in the catalogue's order (urgency before therapeutic).
+	if got := fmt.Sprint(x.GetSheetList()); got != "[summary urgency therapeutic]" {
+		t.Fatalf("sheets %s", got)
+	}
+	rows := func(sheet string) [][]string {
+		t.Helper()
+		rows, err := x.GetRows(sheet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	urgency := rows("urgency")
+	if len(urgency) != 3 || urgency[0][0] != "annotator" || urgency[0][7] != "raw_reply" {
+		t.Fatalf("urgency: %q", urgency)
+	}
+	var got []string
+	for _, r := range urgency[1:] {
+		got = append(got, strings.Join(r[:8], "|"))
+	}
+	want := "1|urgency|S1|0|first text|LEVEL_2|ok|... <<LEVEL_2>> 1|urgency|S3|1|third text||malformed|no tag"
+	if strings.Join(got, " ") != want {
+		t.Errorf("urgency rows %q, want %s", got, want)
+	}
+	if th := rows("therapeutic"); len(th) != 2 || th[1][5] != "TA-1, TA-3" {
+		t.Errorf("therapeutic: %q", th)
+	}
+	summary := rows("summary")
+	if len(summary) < 3 || strings.Join(summary[1][:7], "|") != "1|urgency|1|1|0|0|2" ||
+		strings.Join(summary[2][:7], "|") != "1|therapeutic|1|0|0|0|1" {
+		t.Errorf("summary: %q", summary)
+	}
+	if last := summary[len(summary)-1]; len(last) != 2 || last[0] != "filter" || last[1] != `Annotator "1"` {
+		t.Errorf("summary ends %q", last)
+	}
+}
+
+func TestExportXLSXToStdout(t *testing.T) {
+	f := annotated(t)
+	o := f.run(t, "export", "--format", "XLSX", "--domain", "urgency")
+	o.expect(t, exitOK)
+	x, err := excelize.OpenReader(strings.NewReader(o.stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if got := fmt.Sprint(x.GetSheetList()); got != "[summary urgency]" {
+		t.Errorf("sheets %s", got)
+	}
+	if o.stderr != "exported 3 annotations to standard output\n" {
+		t.Errorf("stderr %q", o.stderr)
 	}
 }
 

@@ -23,20 +23,22 @@ type Format string
 const (
 	JSONL Format = "jsonl" // one JSON object per line
 	CSV   Format = "csv"   // a header row, then one row per annotation
+	XLSX  Format = "xlsx"  // an Excel workbook: a summary sheet, then a sheet per domain (see xlsx.go)
 )
+
+// formatList names the formats, for messages.
+const formatList = "jsonl, csv or xlsx"
 
 // ParseFormat accepts a format name in any case.
 func ParseFormat(s string) (Format, error) {
 	switch f := Format(strings.ToLower(strings.TrimSpace(s))); f {
-	case JSONL, CSV:
+	case JSONL, CSV, XLSX:
 		return f, nil
-	case "xlsx":
-		return "", fmt.Errorf("export format xlsx is not built yet; use %s or %s", JSONL, CSV)
 	}
-	return "", fmt.Errorf("unknown export format %q; use %s or %s", s, JSONL, CSV)
+	return "", fmt.Errorf("unknown export format %q; use %s", s, formatList)
 }
 
-// columns are the CSV header and the JSON field names, in the order of row's fields.
+// columns are the CSV and XLSX header and the JSON field names, in the order of row's fields.
 var columns = []string{
 	"annotator", "domain", "sample_id", "position", "text", "label", "status", "raw_reply",
 	"parse_error", "validity_error", "error", "model", "prompt_hash", "latency_ms",
@@ -100,8 +102,18 @@ func (r row) record() []string {
 
 // Write writes the annotations that f selects to w in format, ordered by annotator, domain and
 // dataset position, and returns how many it wrote. An empty selection writes only the CSV
-// header, and nothing in JSONL.
+// header, nothing in JSONL, and in XLSX a workbook with only the summary sheet.
+//
+// XLSX reads the selection (again, when a value needs more cells than an earlier read showed:
+// see xlsx.go) before it writes anything to w; on an error it reports 0 annotations.
 func Write(ctx context.Context, s store.Store, f store.Filter, format Format, w io.Writer) (int, error) {
+	if format == XLSX {
+		n, err := writeXLSX(ctx, s, f, w)
+		if err != nil {
+			return n, fmt.Errorf("export: %w", err)
+		}
+		return n, nil
+	}
 	var (
 		write func(row) error
 		flush func() error
@@ -124,7 +136,7 @@ func Write(ctx context.Context, s store.Store, f store.Filter, format Format, w 
 			return cw.Error()
 		}
 	default:
-		return 0, fmt.Errorf("export: unknown format %q; use %s or %s", format, JSONL, CSV)
+		return 0, fmt.Errorf("export: unknown format %q; use %s", format, formatList)
 	}
 
 	n := 0

@@ -293,8 +293,9 @@ func TestParseFormat(t *testing.T) {
 		{in: "csv", want: export.CSV},
 		{in: " CSV ", want: export.CSV},
 		{in: "JSONL", want: export.JSONL},
-		{in: "xlsx", wantErr: "not built yet"},
-		{in: "json", wantErr: `unknown export format "json"`},
+		{in: "xlsx", want: export.XLSX},
+		{in: " XLSX", want: export.XLSX},
+		{in: "json", wantErr: `unknown export format "json"; use jsonl, csv or xlsx`},
 		{in: "", wantErr: "unknown export format"},
 	}
 	for _, tt := range tests {

@@ -17,7 +17,8 @@ const (
 	ActionRestart = "restart"
 )
 
-// Actions lists every action Apply knows, in the order people read them.
+// Actions lists every action Apply knows but the target control, in the order people read
+// them.
 var Actions = []string{ActionStart, contract.SignalPause, contract.SignalResume, contract.SignalStop, contract.SignalReset, ActionRestart}
 
 // Pending is the outcome of a control the run accepted but has not answered within the wait,
@@ -38,6 +39,8 @@ type ApplyOptions struct {
 	// and how long a restart waits for the run to stop. Zero means the heartbeat timeout plus
 	// StopGrace, long enough for any sample in flight.
 	Wait time.Duration
+	// Arg is the control's value (the target's number); nil for the others.
+	Arg any
 	// Warn receives problems that do not stop the action (search attributes or quota limits
 	// that could not be set up).
 	Warn func(error)
@@ -83,7 +86,7 @@ func (c *Controller) Apply(ctx context.Context, action string, pairs []Pair, o A
 		op = func(ctx context.Context, p Pair) Result {
 			ctx, cancel := context.WithTimeout(ctx, wait)
 			defer cancel()
-			r, _ := c.Control(ctx, p, action, nil)
+			r, _ := c.Control(ctx, p, action, o.Arg)
 			return r
 		}
 	}

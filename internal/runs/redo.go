@@ -45,13 +45,14 @@ func ParseRedoStatuses(list string) ([]string, error) {
 			out = append(out, s)
 		}
 	}
-	if err := checkRedoStatuses(out); err != nil {
+	if err := CheckRedoStatuses(out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func checkRedoStatuses(statuses []string) error {
+// CheckRedoStatuses refuses a status a redo cannot clear, saying which can.
+func CheckRedoStatuses(statuses []string) error {
 	allowed := strings.Join(RedoStatuses, ", ")
 	if len(statuses) == 0 {
 		return fmt.Errorf("no status to redo; choose among %s", allowed)
@@ -78,7 +79,7 @@ func checkRedoStatuses(statuses []string) error {
 // as it is reset or started.
 func (c *Controller) Redo(ctx context.Context, p Pair, d Deleter, statuses []string) Result {
 	res := Result{Run: p.ID()}
-	if err := checkRedoStatuses(statuses); err != nil {
+	if err := CheckRedoStatuses(statuses); err != nil {
 		res.Outcome, res.Detail = Failed, err.Error()
 		return res
 	}

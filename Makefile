@@ -31,6 +31,7 @@ lint: $(STATICCHECK)
 
 # Test artifacts (the dashboard's screenshots) land under bin/test-output/.
 unit: $(TEMPORAL)
+	mkdir -p $(BIN)/test-output
 	TEMPORAL_CLI=$(TEMPORAL) $(GO) test -count=1 -artifacts -outputdir $(BIN)/test-output ./...
 
 fuzz:

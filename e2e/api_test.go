@@ -131,9 +131,9 @@ type annotationEvent struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// events connects to the api's WebSocket (resuming after since when not empty) and delivers
+// wsEvents connects to the api's WebSocket (resuming after since when not empty) and delivers
 // its messages until the test ends.
-func events(t testing.TB, base, since string) <-chan event {
+func wsEvents(t testing.TB, base, since string) <-chan event {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	url := "ws" + strings.TrimPrefix(base, "http") + "/api/ws"
@@ -216,7 +216,7 @@ func TestAPIStartWatchPauseResumeExport(t *testing.T) {
 	s := newStack(t, map[string]any{"offline_latency_seconds": 0.05}, map[string]map[labels.Domain]int{"1": {labels.Urgency: 60, labels.Intensity: 20}}, 60)
 	s.startWorker()
 	base := s.startAPI()
-	ws := events(t, base, "")
+	ws := wsEvents(t, base, "")
 	first := next(t, ws, 10*time.Second, "state", func(e event) bool { return true })
 	if first.Type != "state" {
 		t.Fatalf("first event is %q, want state", first.Type)
@@ -289,7 +289,7 @@ func TestAPIWebSocketResumeMissesNothing(t *testing.T) {
 	s.startWorker()
 	p := runs.Pair{Annotator: "1", Domain: labels.Urgency}
 
-	first := events(t, base, "")
+	first := wsEvents(t, base, "")
 	next(t, first, 10*time.Second, "state", func(e event) bool { return e.Type == "state" })
 	if r := s.ctl.Start(context.Background(), p); r.Outcome != runs.Started {
 		t.Fatalf("start: %+v", r)
@@ -305,7 +305,7 @@ func TestAPIWebSocketResumeMissesNothing(t *testing.T) {
 		n := s.stored(p)
 		return n >= int(lastSeq)+20, fmt.Sprintf("%d stored", n)
 	})
-	resumed := events(t, base, last.ID)
+	resumed := wsEvents(t, base, last.ID)
 	s.waitStatus(p, contract.StatusCompleted, 60*time.Second)
 	end, err := s.store.LastSeq(context.Background())
 	if err != nil {
@@ -327,7 +327,7 @@ func TestAPIWebSocketResumeMissesNothing(t *testing.T) {
 func TestTwoAPIProcessesDeliverTheSameEvents(t *testing.T) {
 	s := newStack(t, map[string]any{"offline_latency_seconds": 0.01}, map[string]map[labels.Domain]int{"1": {labels.Urgency: 40, labels.Modality: 40}}, 40)
 	a, b := s.startAPI(), s.startAPI()
-	wsA, wsB := events(t, a, ""), events(t, b, "")
+	wsA, wsB := wsEvents(t, a, ""), wsEvents(t, b, "")
 	for _, ws := range []<-chan event{wsA, wsB} {
 		next(t, ws, 10*time.Second, "state", func(e event) bool { return e.Type == "state" })
 	}

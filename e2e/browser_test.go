@@ -31,7 +31,7 @@ func browser(t *testing.T) context.Context {
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
 	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Run(ctx); err != nil {
+	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
 	return ctx
@@ -54,34 +54,37 @@ func TestDashboardShowsLiveProgressAndPauses(t *testing.T) {
 
 	id := contract.RunID("1", labels.Urgency)
 	row := fmt.Sprintf(`[data-run=%q]`, id)
-	var first string
-	if err := chromedp.Run(ctx,
+	if err := chromedp.Do(ctx,
 		chromedp.Navigate(base+"/"),
-		chromedp.WaitVisible(`body[data-ready="1"]`),
-		chromedp.WaitVisible(row+` .done`),
-		chromedp.Text(row+` .done`, &first),
+		chromedp.WaitVisible(chromedp.CSS(`body[data-ready="1"]`)),
+		chromedp.WaitVisible(chromedp.CSS(row+` .done`)),
 	); err != nil {
 		t.Fatalf("open the dashboard: %v", err)
+	}
+	first, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(row+` .done`)))
+	if err != nil {
+		t.Fatalf("read the done count: %v", err)
 	}
 	n0, err := strconv.Atoi(strings.TrimSpace(first))
 	if err != nil {
 		t.Fatalf("the done count %q is not a number", first)
 	}
 	// Live: the count rises while the page stays loaded.
-	var live bool
-	if err := chromedp.Run(ctx, chromedp.Poll(fmt.Sprintf(
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](fmt.Sprintf(
 		`Number(document.querySelector('%s .done').textContent) >= %d && document.getElementById('conn').dataset.state === 'live'`, row, n0+5),
-		&live, chromedp.WithPollingTimeout(30*time.Second))); err != nil || !live {
-		t.Fatalf("the run's count did not rise from %d on the page (live connection): %v", n0, err)
+		chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		shot(ctx, t, "dashboard-not-live.png")
+		seen, _ := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(
+			`document.querySelector('%s .done').textContent + ' done, connection ' + document.getElementById('conn').dataset.state`, row)))
+		t.Fatalf("the run's count did not rise from %d on the page with a live connection (the page shows %s): %v", n0, seen, err)
 	}
 	shot(ctx, t, "dashboard-running.png")
 
-	var paused bool
-	if err := chromedp.Run(ctx,
-		chromedp.Click(row+` [data-action="pause"]`),
-		chromedp.Poll(fmt.Sprintf(`document.querySelector('%s .status').textContent.trim() === 'paused'`, row),
-			&paused, chromedp.WithPollingTimeout(15*time.Second)),
-	); err != nil || !paused {
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(row+` [data-action="pause"]`))); err != nil {
+		t.Fatalf("click pause: %v", err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](fmt.Sprintf(`document.querySelector('%s .status').textContent.trim() === 'paused'`, row),
+		chromedp.WithPollingTimeout(15*time.Second))); err != nil {
 		t.Fatalf("the page did not show the run paused after clicking pause: %v", err)
 	}
 	if st := s.status(runs.Pair{Annotator: "1", Domain: labels.Urgency}); st.Status != contract.StatusPaused {
@@ -90,8 +93,8 @@ func TestDashboardShowsLiveProgressAndPauses(t *testing.T) {
 	shot(ctx, t, "dashboard-paused.png")
 
 	// Dark theme and a phone-sized window, for a person to look at.
-	if err := chromedp.Run(ctx, chromedp.Click(`#theme`), chromedp.EmulateViewport(390, 844)); err != nil {
-		t.Logf("dark theme on a phone: %v", err)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#theme`)), chromedp.EmulateViewport(390, 844)); err != nil {
+		t.Errorf("dark theme on a phone: %v", err)
 	}
 	shot(ctx, t, "dashboard-phone-dark.png")
 }
@@ -99,8 +102,8 @@ func TestDashboardShowsLiveProgressAndPauses(t *testing.T) {
 // shot saves a full-page screenshot among the test's artifacts.
 func shot(ctx context.Context, t *testing.T, name string) {
 	t.Helper()
-	var png []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
 		t.Errorf("screenshot %s: %v", name, err)
 		return
 	}

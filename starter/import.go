@@ -58,19 +58,15 @@ func runImport(ctx context.Context, in *invocation, opts dataset.Options, ifEmpt
 			return nil
 		}
 	}
-	res, err := dataset.Read(path, opts)
+	rep, err := dataset.ImportFile(ctx, st, path, opts)
 	if err != nil {
 		return err
 	}
-	imp, err := st.ImportSamples(ctx, res.Samples)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(in.stdout, "imported %d new samples (%d already stored) from %s\n", imp.Added, imp.Unchanged, path)
-	for _, s := range res.Skipped {
+	fmt.Fprintf(in.stdout, "imported %d new samples (%d already stored) from %s\n", rep.Added, rep.Unchanged, path)
+	for _, s := range rep.Skipped {
 		fmt.Fprintf(in.stdout, "  row %d: %s\n", s.Row, s.Reason)
 	}
-	fmt.Fprintf(in.stdout, "skipped %d %s\n", len(res.Skipped), plural(len(res.Skipped), "row", "rows"))
+	fmt.Fprintf(in.stdout, "skipped %d %s\n", len(rep.Skipped), plural(len(rep.Skipped), "row", "rows"))
 	return nil
 }
 

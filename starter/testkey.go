@@ -2,20 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/mhannotator/mha/internal/config"
-	"github.com/mhannotator/mha/internal/llm"
 	"github.com/mhannotator/mha/internal/llm/providers"
 )
-
-// completeGrace lets the provider's own request timeout end the call, so its classified
-// error is what gets reported.
-const completeGrace = 2 * time.Second
 
 var testKeyCommand = command{
 	name:    "test-key",
@@ -29,17 +22,6 @@ var testKeyCommand = command{
 		annotator := fs.String("annotator", "", "the annotator whose key to test")
 		return func(ctx context.Context, in *invocation) error { return runTestKey(ctx, in, *annotator) }
 	},
-}
-
-// verdicts says, for each failure class, what test-key reports.
-var verdicts = map[llm.Kind]string{
-	llm.InvalidKey:    "invalid key",
-	llm.NoQuota:       "no quota for this model",
-	llm.ModelNotFound: "model not found",
-	llm.RateLimited:   "rate limited (the key was accepted; try again later)",
-	llm.DailyQuota:    "daily quota spent (the key was accepted)",
-	llm.Unavailable:   "unreachable",
-	llm.BadRequest:    "request refused",
 }
 
 func runTestKey(ctx context.Context, in *invocation, id string) error {
@@ -61,24 +43,24 @@ func runTestKey(ctx context.Context, in *invocation, id string) error {
 		fmt.Fprintf(in.stdout, "annotator %s uses the offline annotator: no key to test\n", id)
 		return nil
 	}
-	p, err := providers.New(ann, cfg.Global)
+	res, err := providers.CheckKey(ctx, ann, cfg.Global)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.Global.RequestTimeout+completeGrace)
-	defer cancel()
-	err = providers.Check(ctx, p)
 	// The key is shown masked; Secret never prints itself.
 	subject := fmt.Sprintf("annotator %s (%s, model %s, key %s)", id, ann.Provider, ann.ModelName, ann.APIKey)
-	if err == nil {
+	switch {
+	case res.OK:
 		fmt.Fprintf(in.stdout, "%s: valid\n", subject)
 		return nil
+	case res.Class == providers.ClassNoKey:
+		fmt.Fprintf(in.stdout, "%s: %s\n", subject, res.Verdict)
+		return fmt.Errorf("annotator %s has no API key: set %q in %s or the %s environment variable",
+			id, config.KeyName(id), config.KeysFile, config.KeyEnvPrefix+id)
 	}
-	var e *llm.Error
-	if errors.As(err, &e) {
-		fmt.Fprintf(in.stdout, "%s: %s\n  %s\n", subject, verdicts[e.Kind], e.Error())
-		return fmt.Errorf("the key of annotator %s did not pass: %s", id, verdicts[e.Kind])
+	fmt.Fprintf(in.stdout, "%s: %s\n  %s\n", subject, res.Verdict, res.Detail)
+	if res.Kind != "" {
+		return fmt.Errorf("the key of annotator %s did not pass: %s", id, res.Verdict)
 	}
-	fmt.Fprintf(in.stdout, "%s: unreachable\n  %v\n", subject, err)
-	return fmt.Errorf("the key of annotator %s could not be tested: %w", id, err)
+	return fmt.Errorf("the key of annotator %s could not be tested: %s", id, res.Detail)
 }

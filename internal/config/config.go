@@ -224,8 +224,8 @@ func parse(settings, keysFile []byte, getenv func(string) string, settingsName, 
 			a.APIKey = Secret(env)
 		}
 		if a.APIKey == "" && a.Provider != ProviderOffline && a.enabled() {
-			probs.add(keyPath(a.ID), nil, "annotator %s uses provider %s and has enabled domains but no API key: set %q in %s or the %s environment variable",
-				a.ID, a.Provider, keyName(a.ID), keysName, KeyEnvPrefix+a.ID)
+			probs.add(KeyPath(a.ID), nil, "annotator %s uses provider %s and has enabled domains but no API key: set %q in %s or the %s environment variable",
+				a.ID, a.Provider, KeyName(a.ID), keysName, KeyEnvPrefix+a.ID)
 		}
 	}
 	if len(probs) > 0 {
@@ -467,22 +467,25 @@ func applyKeyFile(annotators []Annotator, data []byte, probs *problems) {
 	}
 	for i := range annotators {
 		a := &annotators[i]
-		raw, ok := entries[keyName(a.ID)]
+		raw, ok := entries[KeyName(a.ID)]
 		if !ok || kindOf(raw) == 'n' { // null is how the seed's API stored a deleted key
 			continue
 		}
 		var key string
 		if kindOf(raw) != '"' || json.Unmarshal(raw, &key) != nil {
 			// The value is left out: it may be a mistyped key.
-			probs.add(keyPath(a.ID), nil, "expected a string")
+			probs.add(KeyPath(a.ID), nil, "expected a string")
 			continue
 		}
 		a.APIKey = Secret(strings.TrimSpace(key))
 	}
 }
 
-func keyName(id string) string { return "annotator_" + id }
-func keyPath(id string) string { return joinPath("api_keys", keyName(id)) }
+// KeyName is the entry of api_keys.json that holds annotator id's key.
+func KeyName(id string) string { return "annotator_" + id }
+
+// KeyPath is the Problem.Path of annotator id's key.
+func KeyPath(id string) string { return joinPath("api_keys", KeyName(id)) }
 
 // sortIDs orders IDs numerically when all are integers, else lexically.
 func sortIDs(ids []string) {

@@ -111,8 +111,8 @@ func TestShippedKeysExampleNamesEveryShippedAnnotator(t *testing.T) {
 	}
 	cfg := mustParse(t, readFile(t, "../../config/settings.json"), nil, noEnv)
 	for _, a := range cfg.Annotators {
-		if keys[keyName(a.ID)] == "" {
-			t.Errorf("api_keys.example.json has no entry for %s", keyName(a.ID))
+		if keys[KeyName(a.ID)] == "" {
+			t.Errorf("api_keys.example.json has no entry for %s", KeyName(a.ID))
 		}
 	}
 }

@@ -14,8 +14,10 @@ package dataset
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,28 +59,106 @@ const supported = ".xlsx, .csv, .jsonl"
 
 // Read reads the dataset at path, choosing the format by its extension (any letter case).
 func Read(path string, opts Options) (Result, error) {
-	ext := strings.ToLower(filepath.Ext(path))
-	if ext != ".xlsx" && ext != ".csv" && ext != ".jsonl" {
-		return Result{}, fmt.Errorf("read dataset %s: unsupported file extension %q (supported: %s)", path, ext, supported)
+	if _, err := formatOf(path); err != nil {
+		return Result{}, fmt.Errorf("read dataset %s: %w", path, err)
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		return Result{}, fmt.Errorf("read dataset: %w", err)
 	}
 	defer f.Close()
+	return ReadFrom(f, path, opts)
+}
+
+// ReadFrom reads a dataset from r, choosing the format by the extension of name (any letter
+// case) and checking that the content is of that format, so a workbook renamed .csv or a
+// UTF-16 export is refused with a *FormatError instead of read as garbage. Errors name name.
+func ReadFrom(r io.Reader, name string, opts Options) (Result, error) {
+	ext, err := formatOf(name)
+	if err != nil {
+		return Result{}, fmt.Errorf("read dataset %s: %w", name, err)
+	}
+	br := bufio.NewReader(r)
+	if err := sniff(br, ext); err != nil {
+		return Result{}, fmt.Errorf("read dataset %s: %w", name, err)
+	}
 	var res Result
 	switch ext {
 	case ".xlsx":
-		res, err = ReadXLSX(f, opts)
+		res, err = ReadXLSX(br, opts)
 	case ".csv":
-		res, err = ReadCSV(f)
+		res, err = ReadCSV(br)
 	default:
-		res, err = ReadJSONL(f)
+		res, err = ReadJSONL(br)
 	}
 	if err != nil {
-		return Result{}, fmt.Errorf("read dataset %s: %w", path, err)
+		return Result{}, fmt.Errorf("read dataset %s: %w", name, err)
 	}
 	return res, nil
+}
+
+// FormatError refuses a file whose type is not supported, or whose content is not of the type
+// its extension says.
+type FormatError struct {
+	Ext    string // the extension, lower case
+	Reason string // "" for an unsupported extension
+}
+
+func (e *FormatError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("unsupported file extension %q (supported: %s)", e.Ext, supported)
+	}
+	return e.Reason
+}
+
+// formatOf returns the lower-case extension of name when it is a supported one.
+func formatOf(name string) (string, error) {
+	ext := strings.ToLower(filepath.Ext(name))
+	if ext != ".xlsx" && ext != ".csv" && ext != ".jsonl" {
+		return "", &FormatError{Ext: ext}
+	}
+	return ext, nil
+}
+
+// Signatures of the binary files most often picked by mistake.
+var (
+	zipMagic = []byte("PK\x03\x04")
+	oleMagic = []byte("\xD0\xCF\x11\xE0") // .xls and other pre-2007 Office files
+	pdfMagic = []byte("%PDF-")
+)
+
+// sniff checks the start of the content against the format ext promises: a workbook is a zip
+// archive; csv and jsonl are UTF-8 text, which holds no NUL bytes.
+func sniff(br *bufio.Reader, ext string) error {
+	head, err := br.Peek(512)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return err
+	}
+	fail := func(format string, args ...any) error {
+		return &FormatError{Ext: ext, Reason: fmt.Sprintf(format, args...)}
+	}
+	if ext == ".xlsx" {
+		switch {
+		case bytes.HasPrefix(head, zipMagic):
+			return nil
+		case bytes.HasPrefix(head, oleMagic):
+			return fail("the content is an old-style .xls workbook, not .xlsx: save it as .xlsx")
+		}
+		return fail("the content is not an .xlsx workbook (an .xlsx file is a zip archive)")
+	}
+	switch {
+	case bytes.HasPrefix(head, zipMagic):
+		return fail("the content is a zip archive (an .xlsx workbook?), not %s text: give the file its own extension", ext)
+	case bytes.HasPrefix(head, oleMagic):
+		return fail("the content is an old-style Office file (.xls?), not %s text", ext)
+	case bytes.HasPrefix(head, pdfMagic):
+		return fail("the content is a PDF document, not %s text", ext)
+	case bytes.HasPrefix(head, []byte("\xFF\xFE")), bytes.HasPrefix(head, []byte("\xFE\xFF")):
+		return fail("the content is UTF-16 text: save the file with UTF-8 encoding")
+	case bytes.IndexByte(head, 0) >= 0:
+		return fail("the content is binary (or UTF-16), not %s text: save the file as UTF-8 text", ext)
+	}
+	return nil
 }
 
 // collector applies the row rules shared by every format.

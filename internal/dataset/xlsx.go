@@ -32,7 +32,7 @@ func ReadXLSX(r io.Reader, opts Options) (Result, error) {
 			}
 		}
 		if sheet == "" {
-			return Result{}, fmt.Errorf("xlsx: no sheet named %q (sheets: %s)", opts.Sheet, strings.Join(sheets, ", "))
+			return Result{}, fmt.Errorf("xlsx: %w", &SheetError{Sheet: opts.Sheet, Sheets: sheets})
 		}
 	}
 
@@ -53,4 +53,14 @@ func ReadXLSX(r io.Reader, opts Options) (Result, error) {
 		c.addCells(i+2, cells, idCol, textCol)
 	}
 	return c.res, nil
+}
+
+// SheetError names a worksheet (Options.Sheet) the workbook does not have.
+type SheetError struct {
+	Sheet  string
+	Sheets []string // the workbook's sheets
+}
+
+func (e *SheetError) Error() string {
+	return fmt.Sprintf("no sheet named %q (sheets: %s)", e.Sheet, strings.Join(e.Sheets, ", "))
 }

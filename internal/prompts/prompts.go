@@ -30,11 +30,17 @@ var builtin embed.FS
 
 // Sources of a resolved prompt, from most to least specific.
 const (
-	SourceVersion  = "version"
-	SourceOverride = "override"
-	SourceBase     = "base"
-	SourceBuiltin  = "builtin"
+	SourceVersion       = "version"        // the annotator's active version
+	SourceOverride      = "override"       // the annotator's override file
+	SourceSharedVersion = "shared_version" // the active shared version
+	SourceBase          = "base"
+	SourceBuiltin       = "builtin"
 )
+
+// Shared is the annotator "" that names the versions shared by every annotator: an active
+// shared version replaces the base file for every annotator without a version or override of
+// its own.
+const Shared = ""
 
 // Prompt is the template a run uses, where it came from, and its content hash, which is
 // recorded on every annotation so results can be traced to the exact wording.
@@ -80,43 +86,69 @@ func Builtin(d labels.Domain) (string, error) {
 //	base/<domain>.txt                             replaces the built-in template for everyone
 //	overrides/annotator_<id>/<domain>.txt         one annotator's own template
 //	versions/annotator_<id>/<domain>/v<N>_<name>.txt   numbered versions
-//	active_versions.json                          {"annotator_<id>": {"<domain>": "v<N>_<name>.txt"}}
+//	versions/shared/<domain>/v<N>_<name>.txt      numbered versions shared by every annotator
+//	active_versions.json                          {"annotator_<id>": {"<domain>": "v<N>_<name>.txt"}, "shared": {...}}
+//
+// Methods taking an annotator take Shared ("") for the shared versions.
 type Library struct {
 	Dir string
 }
 
-// Active resolves the template a run of (annotator, domain) uses: the active version, else the
-// annotator's override, else the shared base file, else the built-in template.
+// Active resolves the template a run of (annotator, domain) uses: the annotator's active
+// version, else its override, else the active shared version, else the shared base file, else
+// the built-in template. For Shared it resolves the template of an annotator with neither a
+// version nor an override of its own.
 func (l Library) Active(annotator string, d labels.Domain) (Prompt, error) {
 	active, err := l.activeVersions()
 	if err != nil {
 		return Prompt{}, err
 	}
-	if name := active[annotatorKey(annotator)][string(d)]; name != "" {
-		tmpl, err := l.readTemplate(filepath.Join(l.versionDir(annotator, d), name))
-		if err != nil {
-			return Prompt{}, fmt.Errorf("active prompt version of annotator %s, %s: %w", annotator, d, err)
-		}
-		return newPrompt(tmpl, SourceVersion, name), nil
+	owners := []string{Shared}
+	if annotator != Shared {
+		owners = []string{annotator, Shared}
 	}
-	for _, c := range []struct{ path, source string }{
-		{filepath.Join(l.Dir, "overrides", annotatorKey(annotator), string(d)+".txt"), SourceOverride},
-		{filepath.Join(l.Dir, "base", string(d)+".txt"), SourceBase},
-	} {
-		tmpl, err := l.readTemplate(c.path)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+	for _, owner := range owners {
+		if name := active[annotatorKey(owner)][string(d)]; name != "" {
+			tmpl, err := l.readTemplate(filepath.Join(l.versionDir(owner, d), name))
+			if err != nil {
+				return Prompt{}, fmt.Errorf("active prompt version of %s, %s: %w", ownerName(owner), d, err)
+			}
+			source := SourceVersion
+			if owner == Shared {
+				source = SourceSharedVersion
+			}
+			return newPrompt(tmpl, source, name), nil
 		}
-		if err != nil {
+		if owner == Shared {
+			break
+		}
+		tmpl, err := l.readTemplate(filepath.Join(l.Dir, "overrides", annotatorKey(owner), string(d)+".txt"))
+		if err == nil {
+			return newPrompt(tmpl, SourceOverride, ""), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
 			return Prompt{}, err
 		}
-		return newPrompt(tmpl, c.source, ""), nil
 	}
-	tmpl, err := Builtin(d)
+	tmpl, err := l.readTemplate(filepath.Join(l.Dir, "base", string(d)+".txt"))
+	if err == nil {
+		return newPrompt(tmpl, SourceBase, ""), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return Prompt{}, err
+	}
+	tmpl, err = Builtin(d)
 	if err != nil {
 		return Prompt{}, err
 	}
 	return newPrompt(tmpl, SourceBuiltin, ""), nil
+}
+
+func ownerName(annotator string) string {
+	if annotator == Shared {
+		return "the shared versions"
+	}
+	return "annotator " + annotator
 }
 
 func newPrompt(tmpl, source, version string) Prompt {
@@ -150,11 +182,26 @@ var (
 	versionFile = regexp.MustCompile(`^v([0-9]+)_([A-Za-z0-9_]+)\.txt$`)
 )
 
+// CheckVersionName refuses a name SaveVersion would refuse.
+func CheckVersionName(name string) error {
+	if !versionName.MatchString(name) {
+		return fmt.Errorf("version name %q: use 1-50 letters, digits or underscores", name)
+	}
+	return nil
+}
+
+// IsVersionFile reports whether file is a version file name as SaveVersion makes them
+// (v<N>_<name>.txt): a plain name, never a path.
+func IsVersionFile(file string) bool { return versionFile.MatchString(file) }
+
+// ErrActive refuses to delete the active version.
+var ErrActive = errors.New("the version is active")
+
 // SaveVersion stores a new version numbered one above the highest existing one. It does not
 // activate it.
 func (l Library) SaveVersion(annotator string, d labels.Domain, name, description, template string) (Version, error) {
-	if !versionName.MatchString(name) {
-		return Version{}, fmt.Errorf("version name %q: use 1-50 letters, digits or underscores", name)
+	if err := CheckVersionName(name); err != nil {
+		return Version{}, err
 	}
 	if err := Validate(template); err != nil {
 		return Version{}, err
@@ -212,31 +259,82 @@ func (l Library) Versions(annotator string, d labels.Domain) ([]Version, error) 
 	}
 	var out []Version
 	for _, e := range entries {
-		m := versionFile.FindStringSubmatch(e.Name())
-		if m == nil {
-			continue
+		if v, ok := describe(dir, e.Name(), active[annotatorKey(annotator)][string(d)]); ok {
+			out = append(out, v)
 		}
-		n, _ := strconv.Atoi(m[1])
-		v := Version{File: e.Name(), Number: n, Name: m[2]}
-		if b, err := os.ReadFile(filepath.Join(dir, strings.TrimSuffix(e.Name(), ".txt")+".json")); err == nil {
-			_ = json.Unmarshal(b, &v) // the metadata is a convenience; the file name is authoritative
-			v.File, v.Number, v.Name = e.Name(), n, m[2]
-		}
-		if tmpl, err := os.ReadFile(filepath.Join(dir, e.Name())); err == nil {
-			v.Hash = Hash(string(tmpl))
-		}
-		v.Active = active[annotatorKey(annotator)][string(d)] == e.Name()
-		out = append(out, v)
 	}
 	slices.SortFunc(out, func(a, b Version) int { return a.Number - b.Number })
 	return out, nil
+}
+
+// describe reads the metadata of version file name in dir; ok is false when name is not a
+// version file name.
+func describe(dir, name, activeFile string) (Version, bool) {
+	m := versionFile.FindStringSubmatch(name)
+	if m == nil {
+		return Version{}, false
+	}
+	n, _ := strconv.Atoi(m[1])
+	v := Version{File: name, Number: n, Name: m[2]}
+	if b, err := os.ReadFile(filepath.Join(dir, strings.TrimSuffix(name, ".txt")+".json")); err == nil {
+		_ = json.Unmarshal(b, &v) // the metadata is a convenience; the file name is authoritative
+		v.File, v.Number, v.Name = name, n, m[2]
+	}
+	if tmpl, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+		v.Hash = Hash(string(tmpl))
+	}
+	v.Active = activeFile == name
+	return v, true
+}
+
+// ReadVersion returns version file of (annotator, domain) and its template. A version that does
+// not exist is an error wrapping fs.ErrNotExist.
+func (l Library) ReadVersion(annotator string, d labels.Domain, file string) (Version, string, error) {
+	if !IsVersionFile(file) {
+		return Version{}, "", fmt.Errorf("%q is not a version file name (v<N>_<name>.txt)", file)
+	}
+	active, err := l.activeVersions()
+	if err != nil {
+		return Version{}, "", err
+	}
+	dir := l.versionDir(annotator, d)
+	tmpl, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return Version{}, "", fmt.Errorf("read prompt version: %w", err)
+	}
+	v, _ := describe(dir, file, active[annotatorKey(annotator)][string(d)])
+	return v, string(tmpl), nil
+}
+
+// Delete removes version file of (annotator, domain) and its metadata. The active version is
+// refused with an error wrapping ErrActive (activate another one first); a version that does
+// not exist is an error wrapping fs.ErrNotExist.
+func (l Library) Delete(annotator string, d labels.Domain, file string) error {
+	if !IsVersionFile(file) {
+		return fmt.Errorf("%q is not a version file name (v<N>_<name>.txt)", file)
+	}
+	active, err := l.activeVersions()
+	if err != nil {
+		return err
+	}
+	if active[annotatorKey(annotator)][string(d)] == file {
+		return fmt.Errorf("%s is the active %s version of %s: activate another version first: %w", file, d, ownerName(annotator), ErrActive)
+	}
+	dir := l.versionDir(annotator, d)
+	if err := os.Remove(filepath.Join(dir, file)); err != nil {
+		return fmt.Errorf("delete prompt version: %w", err)
+	}
+	if err := os.Remove(filepath.Join(dir, strings.TrimSuffix(file, ".txt")+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete prompt version metadata: %w", err)
+	}
+	return nil
 }
 
 // Activate makes file the active version of (annotator, domain); "" goes back to the
 // override, base or built-in template.
 func (l Library) Activate(annotator string, d labels.Domain, file string) error {
 	if file != "" {
-		if !versionFile.MatchString(file) {
+		if !IsVersionFile(file) {
 			return fmt.Errorf("%q is not a version file name (v<N>_<name>.txt)", file)
 		}
 		if _, err := l.readTemplate(filepath.Join(l.versionDir(annotator, d), file)); err != nil {
@@ -289,7 +387,13 @@ func (l Library) versionDir(annotator string, d labels.Domain) string {
 	return filepath.Join(l.Dir, "versions", annotatorKey(annotator), string(d))
 }
 
-func annotatorKey(annotator string) string { return "annotator_" + annotator }
+// annotatorKey names an annotator's entry in active_versions.json and its directories.
+func annotatorKey(annotator string) string {
+	if annotator == Shared {
+		return "shared"
+	}
+	return "annotator_" + annotator
+}
 
 // writeJSONAtomic replaces path in one step, so a reader never sees half a file.
 func writeJSONAtomic(path string, v any) error {

@@ -1,6 +1,8 @@
 package prompts
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,5 +188,113 @@ func write(t *testing.T, path, content string) {
 	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSharedVersionsServeEveryAnnotatorWithoutItsOwnPrompt(t *testing.T) {
+	dir := t.TempDir()
+	lib := Library{Dir: dir}
+	write(t, filepath.Join(dir, "base", "urgency.txt"), "BASE {text}")
+	v, err := lib.SaveVersion(Shared, labels.Urgency, "shared", "", "SHARED {text}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "versions", "shared", "urgency", v.File)); err != nil {
+		t.Fatalf("shared version not under versions/shared: %v", err)
+	}
+	if p, _ := lib.Active("1", labels.Urgency); p.Source != SourceBase {
+		t.Fatalf("a saved shared version must not be used before it is activated: got %+v", p)
+	}
+	if err := lib.Activate(Shared, labels.Urgency, v.File); err != nil {
+		t.Fatal(err)
+	}
+	for _, annotator := range []string{Shared, "1", "2"} {
+		if p, _ := lib.Active(annotator, labels.Urgency); p.Source != SourceSharedVersion || p.Template != "SHARED {text}" || p.Version != v.File {
+			t.Fatalf("annotator %q: got %+v, want the shared version", annotator, p)
+		}
+	}
+	write(t, filepath.Join(dir, "overrides", "annotator_1", "urgency.txt"), "OVERRIDE {text}")
+	if p, _ := lib.Active("1", labels.Urgency); p.Source != SourceOverride {
+		t.Fatalf("an annotator's override outranks the shared version: got %+v", p)
+	}
+	own, _ := lib.SaveVersion("2", labels.Urgency, "own", "", "OWN {text}")
+	if err := lib.Activate("2", labels.Urgency, own.File); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := lib.Active("2", labels.Urgency); p.Source != SourceVersion || p.Template != "OWN {text}" {
+		t.Fatalf("an annotator's own version outranks the shared one: got %+v", p)
+	}
+	if vs, _ := lib.Versions(Shared, labels.Urgency); len(vs) != 1 || !vs[0].Active {
+		t.Fatalf("shared versions: %+v", vs)
+	}
+	if vs, _ := lib.Versions("1", labels.Urgency); len(vs) != 0 {
+		t.Fatalf("annotator 1 has no versions of its own, got %+v", vs)
+	}
+}
+
+func TestReadVersionReturnsTheTemplateAndItsMetadata(t *testing.T) {
+	lib := Library{Dir: t.TempDir()}
+	v, err := lib.SaveVersion("1", labels.Modality, "calm", "calmer wording", "CALM {text}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, tmpl, err := lib.ReadVersion("1", labels.Modality, v.File)
+	if err != nil || tmpl != "CALM {text}" || got.Description != "calmer wording" || got.Hash != Hash(tmpl) || got.Number != 1 || got.Active {
+		t.Fatalf("ReadVersion = %+v, %q, %v", got, tmpl, err)
+	}
+	if _, _, err := lib.ReadVersion("1", labels.Modality, "v2_none.txt"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing version: err = %v, want fs.ErrNotExist", err)
+	}
+	for _, bad := range []string{"../../../settings.json", "v1_calm.json", "v1_calm.txt/..", "", "sub/v1_calm.txt", "v1_../x.txt"} {
+		if _, _, err := lib.ReadVersion("1", labels.Modality, bad); err == nil || errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("ReadVersion(%q): err = %v, want a refused name", bad, err)
+		}
+		if IsVersionFile(bad) {
+			t.Errorf("IsVersionFile(%q) = true", bad)
+		}
+	}
+}
+
+func TestDeleteRefusesTheActiveVersionAndRemovesOthers(t *testing.T) {
+	lib := Library{Dir: t.TempDir()}
+	a, _ := lib.SaveVersion("1", labels.Therapeutic, "a", "", "A {text}")
+	b, _ := lib.SaveVersion("1", labels.Therapeutic, "b", "", "B {text}")
+	if err := lib.Activate("1", labels.Therapeutic, a.File); err != nil {
+		t.Fatal(err)
+	}
+	err := lib.Delete("1", labels.Therapeutic, a.File)
+	if !errors.Is(err, ErrActive) || !strings.Contains(err.Error(), "activate another version first") {
+		t.Fatalf("deleting the active version: err = %v", err)
+	}
+	if p, _ := lib.Active("1", labels.Therapeutic); p.Version != a.File {
+		t.Fatalf("refused delete changed the active prompt: %+v", p)
+	}
+	if err := lib.Delete("1", labels.Therapeutic, b.File); err != nil {
+		t.Fatal(err)
+	}
+	vs, _ := lib.Versions("1", labels.Therapeutic)
+	if len(vs) != 1 || vs[0].File != a.File {
+		t.Fatalf("after delete: %+v", vs)
+	}
+	dir := filepath.Join(lib.Dir, "versions", "annotator_1", "therapeutic")
+	if _, err := os.Stat(filepath.Join(dir, "v2_b.json")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("metadata left behind: %v", err)
+	}
+	if err := lib.Delete("1", labels.Therapeutic, b.File); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("deleting a missing version: err = %v, want fs.ErrNotExist", err)
+	}
+	if err := lib.Delete("1", labels.Therapeutic, "../../../active_versions.json"); err == nil || errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("deleting a path: err = %v, want a refused name", err)
+	}
+	if _, err := os.Stat(filepath.Join(lib.Dir, "active_versions.json")); err != nil {
+		t.Fatal(err)
+	}
+	// The same name in another annotator's or the shared versions is another version.
+	if err := lib.Activate(Shared, labels.Therapeutic, ""); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := lib.SaveVersion(Shared, labels.Therapeutic, "a", "", "S {text}")
+	if err := lib.Delete(Shared, labels.Therapeutic, s.File); err != nil {
+		t.Fatalf("deleting a shared version named like annotator 1's active one: %v", err)
 	}
 }

@@ -49,7 +49,7 @@ export function mountQuota(root) {
   let alive = true;
   const cards = new Map(); // pool -> {el, update}
   const grid = h('div', { class: 'cards quota-grid', id: 'quota' });
-  const none = empty('No quota pools yet. Pools appear once a run asks for call slots.');
+  const none = empty('No quota pools yet. A pool appears once a run of a real provider asks for call slots (the offline annotator needs none).');
 
   root.appendChild(h('section', { class: 'page' },
     h('div', { class: 'page-head' }, h('h1', null, 'Quota'), h('p', { class: 'muted' }, 'One pool per API key budget. Runs of a pool share its requests per minute and per day.')),

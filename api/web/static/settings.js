@@ -387,7 +387,7 @@ export function mountPrompts(root, { params }) {
   const viewer = h('div', { class: 'viewer' }, empty('Pick a version to read it.'));
   const overview = h('div', { class: 'table-wrap' });
 
-  const nameIn = h('input', { type: 'text', id: 'prompt-name', required: true, placeholder: 'short-name', spellcheck: 'false' });
+  const nameIn = h('input', { type: 'text', id: 'prompt-name', required: true, placeholder: 'short_name', spellcheck: 'false' });
   const descIn = h('input', { type: 'text', id: 'prompt-description', placeholder: 'what changed and why' });
   const tmplIn = h('textarea', { id: 'prompt-template', rows: 16, class: 'mono', required: true, spellcheck: 'false', placeholder: 'The prompt. {text} is replaced by the sample.' });
   const editErr = h('div', { class: 'problem', hidden: true });
@@ -449,8 +449,9 @@ export function mountPrompts(root, { params }) {
     renderVersions();
     renderDiffOptions();
     const act = data?.active || {};
-    fill(activeInfo, h('span', { class: 'muted' }, 'Active: '), h('strong', null, act.version || act.file || act.source || '—'),
-      act.source ? h('span', { class: 'chip muted' }, act.source) : null,
+    const actName = act.version || act.file || act.source || '—';
+    fill(activeInfo, h('span', { class: 'muted' }, 'Active: '), h('strong', null, actName),
+      act.source && act.source !== actName ? h('span', { class: 'chip muted' }, act.source) : null,
       act.hash ? h('span', { class: 'mono muted small' }, act.hash) : null);
     // The editor starts from the active template, unless a person has typed in it.
     if (!tmplIn.dataset.edited && act.template) tmplIn.value = act.template;
@@ -488,7 +489,7 @@ export function mountPrompts(root, { params }) {
     viewing = v;
     fill(viewer,
       h('div', { class: 'row wrap' }, h('strong', null, v.name || v.file), v.active ? h('span', { class: 'chip ok' }, 'active') : null,
-        v.source ? h('span', { class: 'chip muted' }, v.source) : null, h('span', { class: 'grow' }),
+        v.source && v.source !== (v.name || v.file) ? h('span', { class: 'chip muted' }, v.source) : null, h('span', { class: 'grow' }),
         h('button', { type: 'button', class: 'btn small ghost', onclick: () => {
           tmplIn.value = v.template || '';
           tmplIn.dataset.edited = '1';

@@ -213,7 +213,7 @@ func annotationOf(t testing.TB, e event) annotationEvent {
 // TestAPIStartWatchPauseResumeExport drives one run from the api as a person on the dashboard
 // would: start it, watch it progress over the WebSocket, pause, resume, and export XLSX.
 func TestAPIStartWatchPauseResumeExport(t *testing.T) {
-	s := newStack(t, map[string]any{"offline_latency_seconds": 0.05}, map[string]map[labels.Domain]int{"1": {labels.Urgency: 60, labels.Intensity: 20}}, 60)
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.05}, map[string]map[labels.Domain]int{"a1": {labels.Urgency: 60, labels.Intensity: 20}}, 60)
 	s.startWorker()
 	base := s.startAPI()
 	ws := wsEvents(t, base, "")
@@ -229,7 +229,7 @@ func TestAPIStartWatchPauseResumeExport(t *testing.T) {
 	if len(started.Results) != 2 || started.Results[0].Outcome != runs.Started {
 		t.Fatalf("start results %+v, want two started runs", started.Results)
 	}
-	urgency := contract.RunID("1", labels.Urgency)
+	urgency := contract.RunID("a1", labels.Urgency)
 	for range 3 {
 		next(t, ws, 20*time.Second, "an annotation of "+urgency, func(e event) bool {
 			return e.Type == "annotation" && annotationOf(t, e).Run == urgency
@@ -237,25 +237,25 @@ func TestAPIStartWatchPauseResumeExport(t *testing.T) {
 	}
 
 	var paused results
-	call(t, http.MethodPost, base+"/api/control/pause", map[string]any{"annotator": "1", "domain": "urgency"}, &paused)
+	call(t, http.MethodPost, base+"/api/control/pause", map[string]any{"annotator": "a1", "domain": "urgency"}, &paused)
 	if len(paused.Results) != 1 || (paused.Results[0].Outcome != runs.Paused && paused.Results[0].Outcome != runs.Pending) {
 		t.Fatalf("pause results %+v", paused.Results)
 	}
 	next(t, ws, 5*time.Second, "run event: paused", runEventWith(urgency, contract.StatusPaused))
-	atPause := s.stored(runs.Pair{Annotator: "1", Domain: labels.Urgency})
+	atPause := s.stored(runs.Pair{Annotator: "a1", Domain: labels.Urgency})
 
 	var resumed results
-	call(t, http.MethodPost, base+"/api/control/resume", map[string]any{"annotator": "1", "domain": "urgency"}, &resumed)
+	call(t, http.MethodPost, base+"/api/control/resume", map[string]any{"annotator": "a1", "domain": "urgency"}, &resumed)
 	if len(resumed.Results) != 1 || resumed.Results[0].Outcome != runs.Resumed {
 		t.Fatalf("resume results %+v", resumed.Results)
 	}
 	next(t, ws, 60*time.Second, "run event: completed", runEventWith(urgency, contract.StatusCompleted))
-	if got := s.stored(runs.Pair{Annotator: "1", Domain: labels.Urgency}); got != 60 || atPause >= 60 {
+	if got := s.stored(runs.Pair{Annotator: "a1", Domain: labels.Urgency}); got != 60 || atPause >= 60 {
 		t.Fatalf("stored %d after completion (%d at the pause), want 60 and fewer at the pause", got, atPause)
 	}
-	s.waitStatus(runs.Pair{Annotator: "1", Domain: labels.Intensity}, contract.StatusCompleted, 60*time.Second)
+	s.waitStatus(runs.Pair{Annotator: "a1", Domain: labels.Intensity}, contract.StatusCompleted, 60*time.Second)
 
-	resp, err := http.Get(base + "/api/export?format=xlsx&annotator=1")
+	resp, err := http.Get(base + "/api/export?format=xlsx&annotator=a1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,10 +284,10 @@ func TestAPIStartWatchPauseResumeExport(t *testing.T) {
 // TestAPIWebSocketResumeMissesNothing disconnects a client while a run stores annotations and
 // reconnects it with the last event id it saw: it gets exactly the annotations it missed.
 func TestAPIWebSocketResumeMissesNothing(t *testing.T) {
-	s := newStack(t, map[string]any{"offline_latency_seconds": 0.02}, map[string]map[labels.Domain]int{"1": {labels.Urgency: 120}}, 120)
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.02}, map[string]map[labels.Domain]int{"r1": {labels.Urgency: 120}}, 120)
 	base := s.startAPI()
 	s.startWorker()
-	p := runs.Pair{Annotator: "1", Domain: labels.Urgency}
+	p := runs.Pair{Annotator: "r1", Domain: labels.Urgency}
 
 	first := wsEvents(t, base, "")
 	next(t, first, 10*time.Second, "state", func(e event) bool { return e.Type == "state" })
@@ -325,7 +325,7 @@ func TestAPIWebSocketResumeMissesNothing(t *testing.T) {
 // TestTwoAPIProcessesDeliverTheSameEvents: the api keeps no state of its own, so two of them
 // over one Temporal and store push the same annotation events.
 func TestTwoAPIProcessesDeliverTheSameEvents(t *testing.T) {
-	s := newStack(t, map[string]any{"offline_latency_seconds": 0.01}, map[string]map[labels.Domain]int{"1": {labels.Urgency: 40, labels.Modality: 40}}, 40)
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.01}, map[string]map[labels.Domain]int{"t1": {labels.Urgency: 40, labels.Modality: 40}}, 40)
 	a, b := s.startAPI(), s.startAPI()
 	wsA, wsB := wsEvents(t, a, ""), wsEvents(t, b, "")
 	for _, ws := range []<-chan event{wsA, wsB} {

@@ -41,7 +41,7 @@ func browser(t *testing.T) context.Context {
 // count go up without reloading, clicks its pause button and sees it paused. The screenshots
 // it takes are the test's artifacts (go test -artifacts keeps them).
 func TestDashboardShowsLiveProgressAndPauses(t *testing.T) {
-	s := newStack(t, map[string]any{"offline_latency_seconds": 0.1}, map[string]map[labels.Domain]int{"1": {labels.Urgency: 300, labels.Therapeutic: 300}, "2": {labels.Urgency: 300}}, 300)
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.1}, map[string]map[labels.Domain]int{"b1": {labels.Urgency: 300, labels.Therapeutic: 300}, "b2": {labels.Urgency: 300}}, 300)
 	s.startWorker()
 	base := s.startAPI()
 	var started results
@@ -52,7 +52,7 @@ func TestDashboardShowsLiveProgressAndPauses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 
-	id := contract.RunID("1", labels.Urgency)
+	id := contract.RunID("b1", labels.Urgency)
 	row := fmt.Sprintf(`[data-run=%q]`, id)
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(base+"/"),
@@ -87,7 +87,7 @@ func TestDashboardShowsLiveProgressAndPauses(t *testing.T) {
 		chromedp.WithPollingTimeout(15*time.Second))); err != nil {
 		t.Fatalf("the page did not show the run paused after clicking pause: %v", err)
 	}
-	if st := s.status(runs.Pair{Annotator: "1", Domain: labels.Urgency}); st.Status != contract.StatusPaused {
+	if st := s.status(runs.Pair{Annotator: "b1", Domain: labels.Urgency}); st.Status != contract.StatusPaused {
 		t.Fatalf("the page says paused but the run is %s", st.Status)
 	}
 	shot(ctx, t, "dashboard-paused.png")

@@ -137,6 +137,13 @@ func newStackWith(t testing.TB, global map[string]any, runSpecs map[string]map[l
 	}
 	s.ctl = &runs.Controller{Client: server.Client(), Config: s.cfg, Store: s.store, Namespace: "default",
 		TaskQueue: s.taskQueue, SearchAttributes: true}
+	// Run IDs are shared by every test on the server: a run this test leaves open (paused, or
+	// stopped short by the test's end) must not be taken for another test's run.
+	t.Cleanup(func() {
+		for _, r := range s.cfg.Runs() {
+			_ = server.Client().TerminateWorkflow(context.Background(), contract.RunID(r.Annotator, r.Domain), "", "the test ended")
+		}
+	})
 	return s
 }
 

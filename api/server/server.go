@@ -5,8 +5,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -43,6 +46,9 @@ type Options struct {
 	MaxBody int64
 	// MaxUpload bounds dataset uploads; 0 means 50 MiB.
 	MaxUpload int64
+	// ControlWait bounds how long a control request waits for the runs' answers before it
+	// reports them pending; 0 means 3 s.
+	ControlWait time.Duration
 	// Metrics serves /metrics; nil serves an empty Prometheus page.
 	Metrics http.Handler
 	// Scope receives the request metrics; nil records none.
@@ -74,6 +80,9 @@ func New(o Options) *Server {
 	if o.MaxUpload <= 0 {
 		o.MaxUpload = 50 << 20
 	}
+	if o.ControlWait <= 0 {
+		o.ControlWait = controlWait
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -91,9 +100,13 @@ func New(o Options) *Server {
 
 	cfg := huma.DefaultConfig("Annotation platform API", Version)
 	cfg.Info.Description = "Steer annotation runs, read their progress and results, and change the config. " +
-		"Live events are a WebSocket at /api/ws (see the dashboard's source for its messages)."
+		"Live events are a WebSocket at /api/ws: a `state` message on connect, then `annotation`, `run` and `quota` " +
+		"events, each {id, type, data}; reconnect with ?since=<last id> to get what was missed (api/API.md in the repository)."
 	cfg.OpenAPIPath = "/api/openapi"
-	cfg.DocsPath = "/api/docs"
+	// The reference is the dashboard's own page (docs.html), which renders the OpenAPI
+	// document without loading anything from the network; huma's renderers load theirs
+	// from a CDN.
+	cfg.DocsPath = ""
 	cfg.SchemasPath = "/api/schemas"
 	// No $schema links in replies: clients read plain JSON.
 	cfg.CreateHooks = nil
@@ -117,11 +130,15 @@ func New(o Options) *Server {
 	}
 	s.routes()
 	if o.Dashboard != nil {
+		e.GET("/api/docs", func(c *gin.Context) { c.Redirect(http.StatusFound, "/docs.html") })
 		e.NoRoute(func(c *gin.Context) {
 			if c.Request.Method != http.MethodGet || strings.HasPrefix(c.Request.URL.Path, "/api/") {
-				c.JSON(http.StatusNotFound, huma.ErrorModel{Title: "Not Found", Status: http.StatusNotFound, Detail: "no such route: " + c.Request.URL.Path})
+				abortProblem(c, http.StatusNotFound, "no such route: "+c.Request.URL.Path)
 				return
 			}
+			// Gin answers unrouted requests 404 unless told otherwise; the dashboard's
+			// pages are found.
+			c.Status(http.StatusOK)
 			o.Dashboard.ServeHTTP(c.Writer, c.Request)
 		})
 	}
@@ -192,16 +209,16 @@ func (s *Server) authorize(c *gin.Context) {
 	given, fromQuery := strings.TrimPrefix(c.GetHeader("Authorization"), "Bearer "), false
 	if given == "" || given == c.GetHeader("Authorization") {
 		given = ""
-		if v, err := c.Cookie(tokenCookie); err == nil {
-			given = v
-		} else if v := c.Query("token"); v != "" {
+		// The query first: a browser opening a new link may still hold an older token.
+		if v := c.Query("token"); v != "" {
 			given, fromQuery = v, true
+		} else if v, err := c.Cookie(tokenCookie); err == nil {
+			given = v
 		}
 	}
 	if subtle.ConstantTimeCompare([]byte(given), []byte(s.o.Token)) != 1 {
 		c.Header("WWW-Authenticate", `Bearer realm="api"`)
-		c.AbortWithStatusJSON(http.StatusUnauthorized, huma.ErrorModel{Title: "Unauthorized", Status: http.StatusUnauthorized,
-			Detail: "this api needs a bearer token: send Authorization: Bearer <token>"})
+		abortProblem(c, http.StatusUnauthorized, "this api needs a bearer token: send Authorization: Bearer <token>")
 		return
 	}
 	if fromQuery {
@@ -213,17 +230,38 @@ func (s *Server) authorize(c *gin.Context) {
 
 // limitBody bounds request bodies; uploads have their own, larger bound.
 func (s *Server) limitBody(c *gin.Context) {
-	limit := s.o.MaxBody
-	if c.Request.URL.Path == "/api/dataset" {
+	limit, upload := s.o.MaxBody, c.Request.URL.Path == "/api/dataset"
+	if upload {
 		limit = s.o.MaxUpload
 	}
+	tooLarge := "the body is larger than the limit of " + humanBytes(limit)
 	if c.Request.ContentLength > limit {
-		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, huma.ErrorModel{Title: "Request Entity Too Large",
-			Status: http.StatusRequestEntityTooLarge, Detail: "the body is larger than the limit of " + humanBytes(limit)})
+		abortProblem(c, http.StatusRequestEntityTooLarge, tooLarge)
 		return
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
+	if c.Request.ContentLength < 0 && !upload {
+		// huma answers a body cut off while it reads it with a 500: a body of unknown length
+		// is read here, so one too large is a 413 as well. (Uploads handle the cut-off.)
+		body, err := io.ReadAll(c.Request.Body)
+		var maxErr *http.MaxBytesError
+		switch {
+		case errors.As(err, &maxErr):
+			abortProblem(c, http.StatusRequestEntityTooLarge, tooLarge)
+			return
+		case err != nil:
+			abortProblem(c, http.StatusBadRequest, "the body cannot be read: "+err.Error())
+			return
+		}
+		c.Request.Body, c.Request.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	}
 	c.Next()
+}
+
+// abortProblem ends the request with problem details, as huma's own errors are.
+func abortProblem(c *gin.Context, status int, detail string) {
+	c.Header("Content-Type", "application/problem+json")
+	c.AbortWithStatusJSON(status, huma.ErrorModel{Title: http.StatusText(status), Status: status, Detail: detail})
 }
 
 func humanBytes(n int64) string {

@@ -16,10 +16,10 @@ import (
 
 func init() { registrations = append(registrations, (*Server).controlRoutes) }
 
-// controlWait bounds how long a control request waits for the runs' answers: a pause waits
-// for the call in flight, which can take up to the heartbeat timeout, and the request must
-// not hang that long. Runs that have not answered are reported pending; the change reaches
-// the dashboard as an event.
+// controlWait is the default of Options.ControlWait, which bounds how long a control request
+// waits for the runs' answers: a pause waits for the call in flight, which can take up to the
+// heartbeat timeout, and the request must not hang that long. Runs that have not answered are
+// reported pending; the change reaches the dashboard as an event.
 const controlWait = 3 * time.Second
 
 // Restarted-in-background and deleted-after-stop outcomes.
@@ -112,7 +112,7 @@ func (s *Server) control(ctx context.Context, in *controlInput) (*Results, error
 		}()
 		return out, nil
 	}
-	out.Body.Results = ctl.Apply(ctx, in.Action, pairs, runs.ApplyOptions{Wait: controlWait, Warn: warn})
+	out.Body.Results = ctl.Apply(ctx, in.Action, pairs, runs.ApplyOptions{Wait: s.o.ControlWait, Warn: warn})
 	s.refreshResults(out.Body.Results)
 	return out, nil
 }
@@ -127,7 +127,7 @@ func (s *Server) target(ctx context.Context, in *targetInput) (*Results, error) 
 		return nil, err
 	}
 	out := &Results{}
-	out.Body.Results = s.controller(cfg).Apply(ctx, contract.SignalTarget, pairs, runs.ApplyOptions{Wait: controlWait, Arg: in.Body.Target})
+	out.Body.Results = s.controller(cfg).Apply(ctx, contract.SignalTarget, pairs, runs.ApplyOptions{Wait: s.o.ControlWait, Arg: in.Body.Target})
 	s.refreshResults(out.Body.Results)
 	return out, nil
 }
@@ -151,7 +151,7 @@ func (s *Server) redo(ctx context.Context, in *redoInput) (*Results, error) {
 	out := &Results{}
 	out.Body.Results = make([]runs.Result, len(pairs))
 	for i, p := range pairs {
-		rctx, cancel := context.WithTimeout(ctx, controlWait)
+		rctx, cancel := context.WithTimeout(ctx, s.o.ControlWait)
 		out.Body.Results[i] = ctl.Redo(rctx, p, s.o.Store, in.Body.Statuses)
 		cancel()
 	}
@@ -176,7 +176,7 @@ func (s *Server) deleteAnnotations(ctx context.Context, in *deleteInput) (*Resul
 		return nil, err
 	}
 	ctl := s.controller(cfg)
-	stops := ctl.Apply(ctx, contract.SignalStop, pairs, runs.ApplyOptions{Wait: controlWait})
+	stops := ctl.Apply(ctx, contract.SignalStop, pairs, runs.ApplyOptions{Wait: s.o.ControlWait})
 	out := &Results{}
 	var later []runs.Pair
 	for i, p := range pairs {
@@ -211,8 +211,9 @@ func (s *Server) deleteAfterStop(ctx context.Context, wait time.Duration, pairs 
 	for _, p := range pairs {
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		err := s.o.Client.GetWorkflow(wctx, p.ID(), "").Get(wctx, nil)
+		timedOut := wctx.Err() != nil // before cancel, after which it is always set
 		cancel()
-		if wctx.Err() != nil {
+		if timedOut {
 			s.o.Logger.Error("delete annotations: the run did not stop; nothing deleted", "run", p.ID(), "error", err)
 			continue
 		}

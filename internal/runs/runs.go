@@ -251,8 +251,9 @@ func (c *Controller) Restart(ctx context.Context, p Pair, wait time.Duration) Re
 	} else if r.Outcome == Signalled {
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		err := c.Client.GetWorkflow(wctx, p.ID(), "").Get(wctx, nil)
+		timedOut := wctx.Err() != nil // before cancel, after which it is always set
 		cancel()
-		if err != nil && wctx.Err() != nil {
+		if err != nil && timedOut {
 			return Result{Run: p.ID(), Outcome: Failed, Detail: fmt.Sprintf("did not stop within %s", wait)}
 		}
 	}

@@ -141,13 +141,17 @@ func (s *Server) annotations(ctx context.Context, in *annotationsInput) (*annota
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.o.Store.Annotations(ctx, f, in.Before, in.Limit)
+	// One row more than the page tells whether an older page exists (except at the store's
+	// largest page, where a full page is taken to have one).
+	rows, err := s.o.Store.Annotations(ctx, f, in.Before, in.Limit+1)
 	if err != nil {
 		return nil, storeError(err)
 	}
+	more := len(rows) > in.Limit || (len(rows) == in.Limit && in.Limit == store.MaxAnnotationsLimit)
+	rows = rows[:min(len(rows), in.Limit)]
 	out := &annotationsOutput{}
 	out.Body.Items = annotationsOf(rows)
-	if len(rows) == in.Limit && len(rows) > 0 {
+	if more && len(rows) > 0 {
 		out.Body.NextBefore = rows[len(rows)-1].Seq
 	}
 	return out, nil

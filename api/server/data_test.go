@@ -156,6 +156,12 @@ func TestListAnnotationsPagesWithNextBefore(t *testing.T) {
 		t.Fatalf("last page: %s", last.Body.String())
 	}
 
+	// A last page that is exactly full says there is no older one.
+	exact := f.get(fmt.Sprintf("/api/annotations?limit=%d", len(all)), http.StatusOK)
+	if got := decodeInto[annotationsReply](t, exact); len(got.Items) != len(all) || strings.Contains(exact.Body.String(), "next_before") {
+		t.Fatalf("a page holding every row: %s", exact.Body.String())
+	}
+
 	// Whatever the page size, following next_before yields every row once, newest first;
 	// filters hold on every page.
 	for limit := 1; limit <= 10; limit++ {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -11,10 +12,28 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 )
 
+// Each backend has a directory of versioned migrations, embedded in the binary:
+//
+//   - migrations/sqlite/NNNN_name.sql are applied by migrate below and recorded in the table
+//     schema_migrations. SQLite keeps this migrator of its own rather than goose: goose has no
+//     lock for SQLite, so two processes opening a new file at once would both apply a
+//     migration, while migrate checks and applies each one in a single BEGIN IMMEDIATE
+//     transaction. Existing databases carry their history in schema_migrations and go on as
+//     they are.
+//   - migrations/postgres/NNNNN_name.sql are goose migrations (-- +goose Up), applied by
+//     goose and recorded in goose_db_version, under an advisory lock (pgMigrationLock).
+//
 //go:embed migrations/sqlite/*.sql
 var sqliteMigrations embed.FS
+
+//go:embed migrations/postgres/*.sql
+var postgresMigrations embed.FS
 
 // migration is one schema change, applied once, in version order.
 type migration struct {
@@ -103,4 +122,58 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// migratePostgres applies the goose migrations of migrations/postgres that the schema lacks,
+// through a connection of its own. Processes that open the same schema at once take turns
+// (pgMigrationLock), so each migration is applied once.
+func migratePostgres(ctx context.Context, cfg *pgx.ConnConfig) (err error) {
+	fsys, err := fs.Sub(postgresMigrations, "migrations/postgres")
+	if err != nil {
+		return err
+	}
+	db := stdlib.OpenDB(*cfg)
+	defer func() { err = errors.Join(err, db.Close()) }()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
+		goose.WithSessionLocker(pgMigrationLock{}), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return err
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return err
+	}
+	// A schema written by a newer program may hold tables this one would misuse.
+	current, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	sources := p.ListSources()
+	if known := sources[len(sources)-1].Version; current > known {
+		return fmt.Errorf("database schema version %d is newer than this program knows (%d); upgrade the program", current, known)
+	}
+	return nil
+}
+
+// pgMigrationLock is a goose session locker: a PostgreSQL advisory lock on the pair
+// (this program's migrations, the schema), held by the connection that migrates. Unlike goose's
+// own lock, which polls every few seconds, pg_advisory_lock waits, and schemas of their own do
+// not wait for each other.
+type pgMigrationLock struct{}
+
+const pgMigrationLockKey = `hashtext('mha store migrations'), hashtext(COALESCE(current_schema(), ''))`
+
+func (pgMigrationLock) SessionLock(ctx context.Context, conn *sql.Conn) error {
+	_, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(`+pgMigrationLockKey+`)`)
+	return err
+}
+
+func (pgMigrationLock) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
+	var released bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_advisory_unlock(`+pgMigrationLockKey+`)`).Scan(&released); err != nil {
+		return err
+	}
+	if !released {
+		return errors.New("the migration lock was not held")
+	}
+	return nil
 }

@@ -23,10 +23,21 @@ var schemePrefix = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]+:`)
 //	""                          SQLite at DefaultDSN
 //	sqlite:PATH, sqlite://PATH  SQLite at PATH (sqlite:///abs/path is /abs/path)
 //	PATH                        SQLite at PATH
-//	postgres://, postgresql://  PostgreSQL (not built yet)
+//	postgres://, postgresql://  PostgreSQL, the URL as pgx reads it (see OpenPostgres)
 //
-// The SQLite file and its directory are created when missing, and the schema is migrated.
+// The schemes are matched without regard to case. The SQLite file and its directory are
+// created when missing; the PostgreSQL database, and the schema a search_path parameter names,
+// must exist. Either way the store's schema is migrated.
 func Open(ctx context.Context, dsn string) (Store, error) {
+	if isPostgresDSN(dsn) {
+		// pgx knows the schemes in lower case only.
+		scheme, rest, _ := strings.Cut(dsn, "://")
+		p, err := OpenPostgres(ctx, strings.ToLower(scheme)+"://"+rest)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
 	path, err := sqlitePath(dsn)
 	if err != nil {
 		return nil, err
@@ -38,6 +49,11 @@ func Open(ctx context.Context, dsn string) (Store, error) {
 	return s, nil
 }
 
+func isPostgresDSN(dsn string) bool {
+	lower := strings.ToLower(dsn)
+	return strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://")
+}
+
 // sqlitePath returns the SQLite file that dsn names, or why dsn names none.
 func sqlitePath(dsn string) (string, error) {
 	lower := strings.ToLower(dsn)
@@ -45,8 +61,6 @@ func sqlitePath(dsn string) (string, error) {
 	switch {
 	case dsn == "":
 		return DefaultDSN, nil
-	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"):
-		return "", fmt.Errorf("store: PostgreSQL support is not built yet; use an SQLite DSN: %s", dsnForms)
 	case strings.HasPrefix(lower, "sqlite://"):
 		path = dsn[len("sqlite://"):]
 	case strings.HasPrefix(lower, "sqlite:"):

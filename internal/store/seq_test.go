@@ -46,140 +46,132 @@ func lastSeq(t *testing.T, s store.Store) int64 {
 }
 
 func TestUpsertAnnotationAssignsSeqs(t *testing.T) {
-	// A step writes (or, when del is set, deletes that status of) annotator's urgency annotation
-	// of sample s1 or s2. wantNew: the write must give the annotation a seq greater than every
-	// seq seen before; otherwise it must keep the seq it had.
-	type step struct {
-		annotator, sample, status string
-		del                       bool
-		wantNew                   bool
-	}
-	put := func(annotator, sample, status string, wantNew bool) step {
-		return step{annotator: annotator, sample: sample, status: status, wantNew: wantNew}
-	}
-	del := func(annotator, status string) step { return step{annotator: annotator, status: status, del: true} }
-	tests := []struct {
-		name  string
-		steps []step
-	}{
-		{"a first insert gets a seq", []step{put("1", "s1", "ok", true)}},
-		{"every insert gets a greater seq", []step{
-			put("1", "s1", "ok", true), put("1", "s2", "error", true), put("2", "s1", "malformed", true)}},
-		{"replacing an annotation gives it a new seq", []step{
-			put("1", "s1", "malformed", true), put("1", "s2", "ok", true), put("1", "s1", "ok", true)}},
-		{"replacing ok with ok gives a new seq", []step{
-			put("1", "s1", "ok", true), put("1", "s2", "ok", true), put("1", "s1", "ok", true)}},
-		{"a refused downgrade of ok keeps the seq", []step{
-			put("1", "s1", "ok", true), put("1", "s2", "ok", true), put("1", "s1", "malformed", false),
-			put("1", "s1", "error", false), put("1", "s1", "blocked", false)}},
-		{"a write after a refused one still gets a greater seq", []step{
-			put("1", "s1", "ok", true), put("1", "s1", "error", false), put("1", "s2", "ok", true)}},
-		{"a seq is not reused after the newest annotation is deleted", []step{
-			put("1", "s1", "error", true), put("2", "s1", "error", true), del("2", "error"),
-			put("2", "s1", "ok", true)}},
-		{"a seq is not reused after every annotation is deleted", []step{
-			put("1", "s1", "error", true), put("1", "s2", "error", true), del("1", "error"),
-			put("1", "s2", "ok", true)}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := openTest(t)
-			ctx := context.Background()
-			if _, err := s.ImportSamples(ctx, samples("s1", "s2")); err != nil {
-				t.Fatal(err)
-			}
-			var highest int64 // the highest seq seen so far, deleted ones included
-			for i, st := range tt.steps {
-				key := st.annotator + "/" + st.sample
-				before := seqs(t, s)
-				if st.del {
-					if _, err := s.DeleteAnnotations(ctx, st.annotator, "urgency", []string{st.status}); err != nil {
-						t.Fatal(err)
-					}
-				} else if err := s.UpsertAnnotation(ctx, annotation(st.annotator, "urgency", st.sample, st.status)); err != nil {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		// A step writes (or, when del is set, deletes that status of) annotator's urgency annotation
+		// of sample s1 or s2. wantNew: the write must give the annotation a seq greater than every
+		// seq seen before; otherwise it must keep the seq it had.
+		type step struct {
+			annotator, sample, status string
+			del                       bool
+			wantNew                   bool
+		}
+		put := func(annotator, sample, status string, wantNew bool) step {
+			return step{annotator: annotator, sample: sample, status: status, wantNew: wantNew}
+		}
+		del := func(annotator, status string) step { return step{annotator: annotator, status: status, del: true} }
+		tests := []struct {
+			name  string
+			steps []step
+		}{
+			{"a first insert gets a seq", []step{put("1", "s1", "ok", true)}},
+			{"every insert gets a greater seq", []step{
+				put("1", "s1", "ok", true), put("1", "s2", "error", true), put("2", "s1", "malformed", true)}},
+			{"replacing an annotation gives it a new seq", []step{
+				put("1", "s1", "malformed", true), put("1", "s2", "ok", true), put("1", "s1", "ok", true)}},
+			{"replacing ok with ok gives a new seq", []step{
+				put("1", "s1", "ok", true), put("1", "s2", "ok", true), put("1", "s1", "ok", true)}},
+			{"a refused downgrade of ok keeps the seq", []step{
+				put("1", "s1", "ok", true), put("1", "s2", "ok", true), put("1", "s1", "malformed", false),
+				put("1", "s1", "error", false), put("1", "s1", "blocked", false)}},
+			{"a write after a refused one still gets a greater seq", []step{
+				put("1", "s1", "ok", true), put("1", "s1", "error", false), put("1", "s2", "ok", true)}},
+			{"a seq is not reused after the newest annotation is deleted", []step{
+				put("1", "s1", "error", true), put("2", "s1", "error", true), del("2", "error"),
+				put("2", "s1", "ok", true)}},
+			{"a seq is not reused after every annotation is deleted", []step{
+				put("1", "s1", "error", true), put("1", "s2", "error", true), del("1", "error"),
+				put("1", "s2", "ok", true)}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := b.open(t)
+				ctx := context.Background()
+				if _, err := s.ImportSamples(ctx, samples("s1", "s2")); err != nil {
 					t.Fatal(err)
 				}
-				after := seqs(t, s)
-				switch {
-				case st.del:
-				case st.wantNew && after[key] <= highest:
-					t.Errorf("step %d: %s got seq %d, want one above %d", i, key, after[key], highest)
-				case !st.wantNew && after[key] != before[key]:
-					t.Errorf("step %d: %s seq moved from %d to %d, want it kept", i, key, before[key], after[key])
-				}
-				for k, seq := range after {
-					if k != key && seq != before[k] {
-						t.Errorf("step %d: %s seq moved from %d to %d by a write of %s", i, k, before[k], seq, key)
+				var highest int64 // the highest seq seen so far, deleted ones included
+				for i, st := range tt.steps {
+					key := st.annotator + "/" + st.sample
+					before := seqs(t, s)
+					if st.del {
+						if _, err := s.DeleteAnnotations(ctx, st.annotator, "urgency", []string{st.status}); err != nil {
+							t.Fatal(err)
+						}
+					} else if err := s.UpsertAnnotation(ctx, annotation(st.annotator, "urgency", st.sample, st.status)); err != nil {
+						t.Fatal(err)
 					}
-					highest = max(highest, seq)
+					after := seqs(t, s)
+					switch {
+					case st.del:
+					case st.wantNew && after[key] <= highest:
+						t.Errorf("step %d: %s got seq %d, want one above %d", i, key, after[key], highest)
+					case !st.wantNew && after[key] != before[key]:
+						t.Errorf("step %d: %s seq moved from %d to %d, want it kept", i, key, before[key], after[key])
+					}
+					for k, seq := range after {
+						if k != key && seq != before[k] {
+							t.Errorf("step %d: %s seq moved from %d to %d by a write of %s", i, k, before[k], seq, key)
+						}
+						highest = max(highest, seq)
+					}
+					var want int64
+					for _, seq := range after {
+						want = max(want, seq)
+					}
+					if got := lastSeq(t, s); got != want {
+						t.Errorf("step %d: LastSeq = %d, want %d (the highest stored seq)", i, got, want)
+					}
 				}
-				var want int64
-				for _, seq := range after {
-					want = max(want, seq)
-				}
-				if got := lastSeq(t, s); got != want {
-					t.Errorf("step %d: LastSeq = %d, want %d (the highest stored seq)", i, got, want)
-				}
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
 func TestLastSeqIsZeroWithoutAnnotations(t *testing.T) {
-	s := openTest(t)
-	if _, err := s.ImportSamples(context.Background(), samples("s1")); err != nil {
-		t.Fatal(err)
-	}
-	if got := lastSeq(t, s); got != 0 {
-		t.Errorf("LastSeq = %d, want 0", got)
-	}
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t)
+		if _, err := s.ImportSamples(context.Background(), samples("s1")); err != nil {
+			t.Fatal(err)
+		}
+		if got := lastSeq(t, s); got != 0 {
+			t.Errorf("LastSeq = %d, want 0", got)
+		}
+	})
 }
 
 func TestSeqKeepsGrowingAcrossReopens(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "mha.db")
-	first, err := store.OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := first.ImportSamples(ctx, samples("s1", "s2", "s3")); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []store.Annotation{annotation("1", "urgency", "s1", "ok"), annotation("2", "urgency", "s2", "error")} {
-		if err := first.UpsertAnnotation(ctx, a); err != nil {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		dsn := b.newDSN(t)
+		first, err := store.Open(ctx, dsn)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	highest := lastSeq(t, first)
-	// The newest annotation goes, so the stored rows no longer hold the highest seq.
-	if n, err := first.DeleteAnnotations(ctx, "2", "urgency", []string{"error"}); err != nil || n != 1 {
-		t.Fatalf("DeleteAnnotations = %d, %v", n, err)
-	}
-	if err := first.Close(); err != nil {
-		t.Fatal(err)
-	}
+		if _, err := first.ImportSamples(ctx, samples("s1", "s2", "s3")); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []store.Annotation{annotation("1", "urgency", "s1", "ok"), annotation("2", "urgency", "s2", "error")} {
+			if err := first.UpsertAnnotation(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		highest := lastSeq(t, first)
+		// The newest annotation goes, so the stored rows no longer hold the highest seq.
+		if n, err := first.DeleteAnnotations(ctx, "2", "urgency", []string{"error"}); err != nil || n != 1 {
+			t.Fatalf("DeleteAnnotations = %d, %v", n, err)
+		}
+		if err := first.Close(); err != nil {
+			t.Fatal(err)
+		}
 
-	second := openAt(t, path)
-	if err := second.UpsertAnnotation(ctx, annotation("3", "urgency", "s3", "ok")); err != nil {
-		t.Fatal(err)
-	}
-	if got := seqs(t, second)["3/s3"]; got <= highest {
-		t.Errorf("seq after reopening = %d, want one above %d", got, highest)
-	}
-}
-
-func openAt(t *testing.T, path string) *store.SQLite {
-	t.Helper()
-	s, err := store.OpenSQLite(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Error(err)
+		second := openDSN(t, dsn)
+		if err := second.UpsertAnnotation(ctx, annotation("3", "urgency", "s3", "ok")); err != nil {
+			t.Fatal(err)
+		}
+		if got := seqs(t, second)["3/s3"]; got <= highest {
+			t.Errorf("seq after reopening = %d, want one above %d", got, highest)
 		}
 	})
-	return s
 }
 
 // createVersion1 makes the database of a program that knew only the first migration.
@@ -206,6 +198,9 @@ func createVersion1(t *testing.T, path string) *sql.DB {
 	return db
 }
 
+// TestMigrationNumbersExistingAnnotationsInCreatedOrder opens an SQLite database made before
+// the change sequence, with the migrator that made it. Only SQLite has such databases:
+// PostgreSQL's schema starts with the seq.
 func TestMigrationNumbersExistingAnnotationsInCreatedOrder(t *testing.T) {
 	type row struct{ sample, createdAt string }
 	tests := []struct {
@@ -245,7 +240,7 @@ func TestMigrationNumbersExistingAnnotationsInCreatedOrder(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			s := openAt(t, path)
+			s := openDSN(t, path)
 			got := []string{}
 			for i, c := range allChanges(t, s) {
 				got = append(got, c.SampleID)
@@ -266,7 +261,7 @@ func TestMigrationNumbersExistingAnnotationsInCreatedOrder(t *testing.T) {
 				t.Errorf("the first write after the migration got seq %d, want %d", got, len(tt.rows)+1)
 			}
 			var indexed int
-			if err := rawDB(t, path).QueryRow(`SELECT COUNT(*) FROM pragma_index_list('annotations') l
+			if err := sqliteBackend.rawDB(t, path).QueryRow(`SELECT COUNT(*) FROM pragma_index_list('annotations') l
 				JOIN pragma_index_info(l.name) i WHERE i.name = 'seq'`).Scan(&indexed); err != nil || indexed != 1 {
 				t.Errorf("indexes on annotations.seq: %d, %v; want 1", indexed, err)
 			}
@@ -275,57 +270,59 @@ func TestMigrationNumbersExistingAnnotationsInCreatedOrder(t *testing.T) {
 }
 
 func TestChangesReturnsAnnotationsAfterASeq(t *testing.T) {
-	s := openTest(t)
-	ctx := context.Background()
-	if _, err := s.ImportSamples(ctx, samples("a", "b", "c", "d")); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"a", "b", "c", "d"} {
-		if err := s.UpsertAnnotation(ctx, annotation("1", "urgency", id, "error")); err != nil {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t)
+		ctx := context.Background()
+		if _, err := s.ImportSamples(ctx, samples("a", "b", "c", "d")); err != nil {
 			t.Fatal(err)
 		}
-	}
-	// b is replaced, so it moves to the end with its new content.
-	b := annotation("1", "urgency", "b", "ok")
-	b.Label = "LEVEL_3"
-	if err := s.UpsertAnnotation(ctx, b); err != nil {
-		t.Fatal(err)
-	}
-	seq := seqs(t, s)
-	tests := []struct {
-		name  string
-		after int64
-		limit int
-		want  string
-	}{
-		{"from zero returns everything in seq order", 0, 10, "[a c d b]"},
-		{"from a negative seq returns everything", -5, 10, "[a c d b]"},
-		{"after a seq returns only later writes", seq["1/c"], 10, "[d b]"},
-		{"after a replaced annotation's old seq returns it under its new seq", seq["1/a"], 10, "[c d b]"},
-		{"a limit cuts the list from its start", 0, 2, "[a c]"},
-		{"after the last seq returns nothing", seq["1/b"], 10, "[]"},
-		{"a zero limit returns nothing", 0, 0, "[]"},
-		{"a negative limit returns nothing", 0, -1, "[]"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cs, err := s.Changes(ctx, tt.after, tt.limit)
-			if err != nil {
+		for _, id := range []string{"a", "b", "c", "d"} {
+			if err := s.UpsertAnnotation(ctx, annotation("1", "urgency", id, "error")); err != nil {
 				t.Fatal(err)
 			}
-			got := []string{}
-			for _, c := range cs {
-				got = append(got, c.SampleID)
-				if c.Seq <= tt.after || c.Seq != seq["1/"+c.SampleID] {
-					t.Errorf("%s has seq %d, want %d (above %d)", c.SampleID, c.Seq, seq["1/"+c.SampleID], tt.after)
+		}
+		// b is replaced, so it moves to the end with its new content.
+		replaced := annotation("1", "urgency", "b", "ok")
+		replaced.Label = "LEVEL_3"
+		if err := s.UpsertAnnotation(ctx, replaced); err != nil {
+			t.Fatal(err)
+		}
+		seq := seqs(t, s)
+		tests := []struct {
+			name  string
+			after int64
+			limit int
+			want  string
+		}{
+			{"from zero returns everything in seq order", 0, 10, "[a c d b]"},
+			{"from a negative seq returns everything", -5, 10, "[a c d b]"},
+			{"after a seq returns only later writes", seq["1/c"], 10, "[d b]"},
+			{"after a replaced annotation's old seq returns it under its new seq", seq["1/a"], 10, "[c d b]"},
+			{"a limit cuts the list from its start", 0, 2, "[a c]"},
+			{"after the last seq returns nothing", seq["1/b"], 10, "[]"},
+			{"a zero limit returns nothing", 0, 0, "[]"},
+			{"a negative limit returns nothing", 0, -1, "[]"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				cs, err := s.Changes(ctx, tt.after, tt.limit)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if c.SampleID == "b" && (c.Status != "ok" || c.Label != "LEVEL_3") {
-					t.Errorf("b is (%s, %q), want its replacement (ok, LEVEL_3)", c.Status, c.Label)
+				got := []string{}
+				for _, c := range cs {
+					got = append(got, c.SampleID)
+					if c.Seq <= tt.after || c.Seq != seq["1/"+c.SampleID] {
+						t.Errorf("%s has seq %d, want %d (above %d)", c.SampleID, c.Seq, seq["1/"+c.SampleID], tt.after)
+					}
+					if c.SampleID == "b" && (c.Status != "ok" || c.Label != "LEVEL_3") {
+						t.Errorf("b is (%s, %q), want its replacement (ok, LEVEL_3)", c.Status, c.Label)
+					}
 				}
-			}
-			if fmt.Sprint(got) != tt.want {
-				t.Errorf("got %v, want %s", got, tt.want)
-			}
-		})
-	}
+				if fmt.Sprint(got) != tt.want {
+					t.Errorf("got %v, want %s", got, tt.want)
+				}
+			})
+		}
+	})
 }

@@ -288,6 +288,20 @@ func validateAnnotation(a Annotation) error {
 	return nil
 }
 
+// addCount adds n annotations of status to c.
+func addCount(c *Counts, status string, n int) {
+	switch status {
+	case StatusOK:
+		c.OK += n
+	case StatusMalformed:
+		c.Malformed += n
+	case StatusError:
+		c.Error += n
+	case StatusBlocked:
+		c.Blocked += n
+	}
+}
+
 func knownStatus(status string) bool {
 	switch status {
 	case StatusOK, StatusMalformed, StatusError, StatusBlocked:
@@ -355,16 +369,7 @@ func (s *SQLite) CountAnnotations(ctx context.Context, annotator, domain string,
 		if err := rows.Scan(&status, &n); err != nil {
 			return Counts{}, fmt.Errorf("store: count annotations: %w", err)
 		}
-		switch status {
-		case StatusOK:
-			c.OK = n
-		case StatusMalformed:
-			c.Malformed = n
-		case StatusError:
-			c.Error = n
-		case StatusBlocked:
-			c.Blocked = n
-		}
+		addCount(&c, status, n)
 	}
 	if err := rows.Err(); err != nil {
 		return Counts{}, fmt.Errorf("store: count annotations: %w", err)

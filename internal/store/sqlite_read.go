@@ -268,30 +268,30 @@ func (s *SQLite) Stats(ctx context.Context, f Filter) ([]RunStats, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store: stats: (%s, %s): newest created_at: %w", annotator, domain, err)
 		}
-		if len(out) == 0 || out[len(out)-1].Annotator != annotator || out[len(out)-1].Domain != domain {
-			out = append(out, RunStats{Annotator: annotator, Domain: domain, Labels: map[string]int{}})
-		}
-		rs := &out[len(out)-1]
-		switch status {
-		case StatusOK:
-			rs.Counts.OK += n
-			rs.Labels[label] += n
-		case StatusMalformed:
-			rs.Counts.Malformed += n
-		case StatusError:
-			rs.Counts.Error += n
-		case StatusBlocked:
-			rs.Counts.Blocked += n
-		}
-		rs.Calls += n
-		rs.InputTokens += in
-		rs.OutputTokens += outTokens
-		if lastAt.After(rs.LastAt) {
-			rs.LastAt = lastAt
-		}
+		out = addStatsGroup(out, annotator, domain, status, label, n, in, outTokens, lastAt)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: stats: %w", err)
 	}
 	return out, nil
+}
+
+// addStatsGroup folds one group of the stats query (the annotations of one status, and for
+// status ok of one label, of a run) into out, whose groups come ordered by annotator then domain.
+func addStatsGroup(out []RunStats, annotator, domain, status, label string, n int, in, outTokens int64, last time.Time) []RunStats {
+	if len(out) == 0 || out[len(out)-1].Annotator != annotator || out[len(out)-1].Domain != domain {
+		out = append(out, RunStats{Annotator: annotator, Domain: domain, Labels: map[string]int{}})
+	}
+	rs := &out[len(out)-1]
+	addCount(&rs.Counts, status, n)
+	if status == StatusOK {
+		rs.Labels[label] += n
+	}
+	rs.Calls += n
+	rs.InputTokens += in
+	rs.OutputTokens += outTokens
+	if last.After(rs.LastAt) {
+		rs.LastAt = last
+	}
+	return out
 }

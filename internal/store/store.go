@@ -1,5 +1,7 @@
-// Package store keeps samples and annotations, the platform's source of truth. SQLite is the
-// default backend; every backend implements Store.
+// Package store keeps samples and annotations, the platform's source of truth. Every backend
+// implements Store: SQLite, the default (one file, see OpenSQLite), and PostgreSQL (see
+// OpenPostgres). Open chooses one by the DSN. Both pass the same contract tests; where their
+// databases differ, the Store documentation says so (time precision, storable text).
 package store
 
 import (
@@ -46,7 +48,9 @@ type Annotation struct {
 	InputTokens   int
 	OutputTokens  int
 	Attempt       int
-	CreatedAt     time.Time
+	// CreatedAt is kept to the backend's precision, cut toward the past: SQLite keeps the
+	// nanosecond, PostgreSQL (timestamptz) the microsecond. It is read back in UTC.
+	CreatedAt time.Time
 }
 
 // ImportResult tells what an import changed.
@@ -71,9 +75,12 @@ type Filter struct {
 	// Case and spelling must be exact.
 	Label string
 	// Text matches when it is a substring of the sample text or of the raw reply, ignoring
-	// letter case (Unicode lower case on both sides).
+	// letter case (Unicode lower case on both sides: strings.ToLower on SQLite, lower() on
+	// PostgreSQL, under the ICU root collation when the database's LC_CTYPE is C). % and _
+	// are plain characters.
 	Text string
-	// From and To bound CreatedAt: From <= CreatedAt < To. A zero bound is open.
+	// From and To bound the stored CreatedAt: From <= CreatedAt < To. A zero bound is open.
+	// A bound finer than the backend's precision compares exactly with the stored times.
 	From, To time.Time
 }
 
@@ -184,7 +191,12 @@ func (e *ImportConflictError) Error() string {
 	return b.String()
 }
 
-// Store is what the platform needs from a database. Implementations are safe for concurrent use.
+// Store is what the platform needs from a database. Implementations are safe for concurrent use,
+// also by several processes sharing one database.
+//
+// PostgreSQL stores text only as valid UTF-8 without NUL bytes: there, a sample or annotation
+// holding other text is refused with an error (SQLite stores it), and such text in a question
+// (a Filter, an ID) matches nothing.
 type Store interface {
 	// ImportSamples appends samples in the given order after those already stored, in one
 	// transaction. New samples get the positions following the highest stored one; the
@@ -202,7 +214,8 @@ type Store interface {
 	// stored. It replaces an existing annotation, except that an "ok" one is only replaced by
 	// another "ok" one: a timed-out attempt and its retry can both write, and the later write
 	// must not downgrade a good label. A zero CreatedAt means now; CreatedAt must lie in the
-	// years 0000 to 9999 (what RFC 3339 can write).
+	// years 0000 to 9999 (what RFC 3339 can write), and is kept to the backend's precision
+	// (see Annotation.CreatedAt).
 	//
 	// Every write that stores a (an insert or a replacement) gives the annotation a new sequence
 	// number (seq), greater than every seq assigned before in this database, even those of

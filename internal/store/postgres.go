@@ -1,0 +1,398 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Postgres is the Store in a PostgreSQL database, through a pgx connection pool. It keeps its
+// tables in the first schema of the connection's search_path (a search_path parameter of the
+// DSN sets it), so that several stores can share one database.
+//
+// It differs from SQLite only where PostgreSQL's types do, as the Store documentation says:
+// times are kept to the microsecond, and text must be valid UTF-8 without NUL bytes.
+type Postgres struct {
+	pool *pgxpool.Pool
+	// lower is the SQL that lower-cases the text expression its %s stands for.
+	lower string
+}
+
+var _ Store = (*Postgres)(nil)
+
+// OpenPostgres connects to the PostgreSQL database that dsn names (a postgres:// or
+// postgresql:// URL, or key=value pairs, as pgx reads them) and brings its schema up to date.
+// Pool settings such as pool_max_conns may be given in the DSN.
+func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: PostgreSQL DSN: %s", parseErrorText(dsn, err))
+	}
+	where := fmt.Sprintf("PostgreSQL at %s:%d (database %q, user %q)",
+		cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, cfg.ConnConfig.User)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", where, err)
+	}
+	p := &Postgres{pool: pool}
+	if err := p.init(ctx, cfg); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: %s: %w", where, err)
+	}
+	return p, nil
+}
+
+func (p *Postgres) init(ctx context.Context, cfg *pgxpool.Config) error {
+	var schema *string
+	if err := p.pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return err
+	}
+	if schema == nil {
+		var path string
+		if err := p.pool.QueryRow(ctx, `SHOW search_path`).Scan(&path); err != nil {
+			return err
+		}
+		return fmt.Errorf("no schema of the search_path %q exists; create it first (CREATE SCHEMA)", path)
+	}
+	if err := migratePostgres(ctx, cfg.ConnConfig); err != nil {
+		return fmt.Errorf("migrate schema %q: %w", *schema, err)
+	}
+	lower, err := pickLower(ctx, p.pool)
+	if err != nil {
+		return err
+	}
+	p.lower = lower
+	return nil
+}
+
+// parseErrorText is why pgx could not parse dsn, without the DSN itself: pgx's message quotes
+// it, hiding a password only on a best-effort basis.
+func parseErrorText(dsn string, err error) string {
+	msg := err.Error()
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		// "cannot parse `DSN`: why"
+		if i := strings.LastIndex(msg, "`: "); i >= 0 {
+			msg = msg[i+len("`: "):]
+		}
+	}
+	if u, uerr := url.Parse(dsn); uerr == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+	}
+	return msg
+}
+
+// lowerProbe holds upper-case letters beyond ASCII and what strings.ToLower makes of them.
+const lowerProbe = `'ÀÉÎÕÜ ΣΔ ЖЯ ĞŁ'`
+const lowerProbeWant = `'àéîõü σδ жя ğł'`
+
+// pickLower returns the SQL that lower-cases text as strings.ToLower does, for the letters
+// that matter: lower() when the database's LC_CTYPE folds more than ASCII (such as C.UTF-8 or
+// en_US.UTF-8), lower() under the ICU root collation when it does not (LC_CTYPE C).
+func pickLower(ctx context.Context, pool *pgxpool.Pool) (string, error) {
+	const plain, icu = `lower(%s)`, `lower((%s) COLLATE "und-x-icu")`
+	var ok bool
+	if err := pool.QueryRow(ctx, `SELECT `+fmt.Sprintf(plain, lowerProbe)+` = `+lowerProbeWant).Scan(&ok); err != nil {
+		return "", err
+	}
+	if ok {
+		return plain, nil
+	}
+	err := pool.QueryRow(ctx, `SELECT `+fmt.Sprintf(icu, lowerProbe)+` = `+lowerProbeWant).Scan(&ok)
+	if err == nil && ok {
+		return icu, nil
+	}
+	return "", fmt.Errorf("the database lower-cases only ASCII letters (LC_CTYPE C?) and has no ICU "+
+		"collation und-x-icu to do better (%v); create the database with a UTF-8 locale, such as "+
+		"LC_CTYPE 'C.UTF-8'", err)
+}
+
+// Close closes the connection pool.
+func (p *Postgres) Close() error {
+	p.pool.Close()
+	return nil
+}
+
+// pgStorable tells whether PostgreSQL can store s as text: valid UTF-8 without NUL bytes.
+func pgStorable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+const pgTextRule = "is not valid UTF-8 or holds a NUL byte, which PostgreSQL cannot store"
+
+// ImportSamples implements Store.
+func (p *Postgres) ImportSamples(ctx context.Context, samples []Sample) (ImportResult, error) {
+	for i, sm := range samples {
+		switch {
+		case sm.ID == "":
+			return ImportResult{}, fmt.Errorf("store: import samples: sample %d of %d has an empty ID", i+1, len(samples))
+		case !pgStorable(sm.ID):
+			return ImportResult{}, fmt.Errorf("store: import samples: sample %d of %d: the ID %s", i+1, len(samples), pgTextRule)
+		case !pgStorable(sm.Text):
+			return ImportResult{}, fmt.Errorf("store: import samples: sample %q: the text %s", sm.ID, pgTextRule)
+		}
+	}
+	res, err := p.importSamples(ctx, samples)
+	var conflict *ImportConflictError
+	if err != nil && !errors.As(err, &conflict) {
+		return ImportResult{}, fmt.Errorf("store: import samples: %w", err)
+	}
+	return res, err
+}
+
+func (p *Postgres) importSamples(ctx context.Context, samples []Sample) (ImportResult, error) {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return ImportResult{}, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) // a no-op after Commit
+	// One import at a time, so that two do not give the same positions. The mode lets
+	// readers and annotation writers (whose foreign key checks lock sample rows) go on.
+	if _, err := tx.Exec(ctx, `LOCK TABLE samples IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+		return ImportResult{}, err
+	}
+	var next int
+	if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(position), -1) + 1 FROM samples`).Scan(&next); err != nil {
+		return ImportResult{}, err
+	}
+	type stored struct {
+		text string
+		pos  int
+	}
+	ids := make([]string, len(samples))
+	for i, sm := range samples {
+		ids[i] = sm.ID
+	}
+	known := make(map[string]stored)
+	rows, err := tx.Query(ctx, `SELECT id, text, position FROM samples WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return ImportResult{}, err
+	}
+	var id string
+	var st stored
+	if _, err := pgx.ForEachRow(rows, []any{&id, &st.text, &st.pos}, func() error {
+		known[id] = st
+		return nil
+	}); err != nil {
+		return ImportResult{}, err
+	}
+
+	now := time.Now()
+	var res ImportResult
+	var conflicts []ImportConflict
+	var add [][]any
+	for _, sm := range samples {
+		// Samples added earlier in this loop are known too, so an ID repeated in the input is
+		// treated like one already stored.
+		st, ok := known[sm.ID]
+		switch {
+		case !ok:
+			known[sm.ID] = stored{text: sm.Text, pos: next}
+			add = append(add, []any{sm.ID, next, sm.Text, now})
+			next++
+			res.Added++
+		case st.text == sm.Text:
+			res.Unchanged++
+		default:
+			conflicts = append(conflicts, ImportConflict{ID: sm.ID, StoredPosition: st.pos})
+		}
+	}
+	if len(conflicts) > 0 {
+		return ImportResult{}, &ImportConflictError{Conflicts: conflicts}
+	}
+	if len(add) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"samples"}, []string{"id", "position", "text", "imported_at"},
+			pgx.CopyFromRows(add)); err != nil {
+			return ImportResult{}, err
+		}
+	}
+	return res, tx.Commit(ctx)
+}
+
+// CountSamples implements Store.
+func (p *Postgres) CountSamples(ctx context.Context) (int, error) {
+	var n int
+	if err := p.pool.QueryRow(ctx, `SELECT COUNT(*) FROM samples`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count samples: %w", err)
+	}
+	return n, nil
+}
+
+// Samples implements Store.
+func (p *Postgres) Samples(ctx context.Context, offset, limit int) ([]Sample, error) {
+	if offset < 0 {
+		return nil, fmt.Errorf("store: samples: negative offset %d", offset)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := p.pool.Query(ctx,
+		`SELECT id, text, position FROM samples WHERE position >= $1 ORDER BY position LIMIT $2`, offset, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: samples: %w", err)
+	}
+	var out []Sample
+	var sm Sample
+	if _, err := pgx.ForEachRow(rows, []any{&sm.ID, &sm.Text, &sm.Position}, func() error {
+		out = append(out, sm)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("store: samples: %w", err)
+	}
+	return out, nil
+}
+
+// errRefused rolls back an upsert that changed nothing.
+var errRefused = errors.New("refused")
+
+// UpsertAnnotation implements Store. The write locks the counter row of annotation_seq
+// (UPDATE ... RETURNING) and holds it until it commits: the next writer gets its seq only after
+// this one is committed, so seqs become visible in order. A refused write rolls back, taking
+// back its seq. CreatedAt is kept to the microsecond, cut toward the past.
+func (p *Postgres) UpsertAnnotation(ctx context.Context, a Annotation) error {
+	now := time.Now()
+	if a.CreatedAt.IsZero() {
+		a.CreatedAt = now
+	}
+	if err := validateAnnotation(a); err != nil {
+		return err
+	}
+	for _, f := range []struct{ name, value string }{
+		{"Annotator", a.Annotator}, {"Domain", a.Domain}, {"SampleID", a.SampleID}, {"Label", a.Label},
+		{"RawReply", a.RawReply}, {"ParseError", a.ParseError}, {"ValidityError", a.ValidityError},
+		{"Error", a.Error}, {"Model", a.Model}, {"PromptHash", a.PromptHash},
+	} {
+		if !pgStorable(f.value) {
+			return fmt.Errorf("store: upsert annotation: field %s %s", f.name, pgTextRule)
+		}
+	}
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var seq int64
+		if err := tx.QueryRow(ctx, `UPDATE annotation_seq SET last_seq = last_seq + 1 WHERE id = 1
+			RETURNING last_seq`).Scan(&seq); err != nil {
+			return fmt.Errorf("next seq: %w", err)
+		}
+		tag, err := tx.Exec(ctx, upsertSQL,
+			a.Annotator, a.Domain, a.SampleID, a.Label, a.Status, a.RawReply, a.ParseError,
+			a.ValidityError, a.Error, a.Model, a.PromptHash, a.LatencyMS, a.InputTokens,
+			a.OutputTokens, a.Attempt, pgTime(a.CreatedAt), pgTime(now), seq)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return errRefused // an ok annotation stays, with its seq
+		}
+		return nil
+	})
+	var pe *pgconn.PgError
+	switch {
+	case err == nil, errors.Is(err, errRefused):
+		return nil
+	case errors.As(err, &pe) && pe.Code == "23503": // foreign_key_violation
+		return fmt.Errorf("store: upsert annotation: sample %q is not stored", a.SampleID)
+	}
+	return fmt.Errorf("store: upsert annotation (%s, %s, %s): %w", a.Annotator, a.Domain, a.SampleID, err)
+}
+
+// pgTime is t as PostgreSQL keeps it: to the microsecond, cut toward the past (pgx would cut
+// it the same way; saying so keeps the rule in one place).
+func pgTime(t time.Time) time.Time {
+	return t.Truncate(time.Microsecond).UTC()
+}
+
+// pgTimeCeil is the first microsecond at or after t: a stored time s (whole microseconds)
+// satisfies t <= s exactly when pgTimeCeil(t) <= s, and s < t when s < pgTimeCeil(t).
+func pgTimeCeil(t time.Time) time.Time {
+	c := t.Truncate(time.Microsecond)
+	if c.Before(t) {
+		c = c.Add(time.Microsecond)
+	}
+	return c.UTC()
+}
+
+// AnnotatedIDs implements Store.
+func (p *Postgres) AnnotatedIDs(ctx context.Context, annotator, domain string, ids []string) (map[string]bool, error) {
+	found := make(map[string]bool)
+	var ask []string
+	for _, id := range ids {
+		if pgStorable(id) {
+			ask = append(ask, id) // others cannot be stored, so are not annotated
+		}
+	}
+	if len(ask) == 0 || !pgStorable(annotator) || !pgStorable(domain) {
+		return found, nil
+	}
+	rows, err := p.pool.Query(ctx, `SELECT sample_id FROM annotations
+		WHERE annotator = $1 AND domain = $2 AND sample_id = ANY($3)`, annotator, domain, ask)
+	if err != nil {
+		return nil, fmt.Errorf("store: annotated IDs: %w", err)
+	}
+	var id string
+	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+		found[id] = true
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("store: annotated IDs: %w", err)
+	}
+	return found, nil
+}
+
+// CountAnnotations implements Store.
+func (p *Postgres) CountAnnotations(ctx context.Context, annotator, domain string, limit int) (Counts, error) {
+	var c Counts
+	if !pgStorable(annotator) || !pgStorable(domain) {
+		return c, nil
+	}
+	query := `SELECT a.status, COUNT(*) FROM annotations a WHERE a.annotator = $1 AND a.domain = $2`
+	args := []any{annotator, domain}
+	if limit > 0 {
+		query = `SELECT a.status, COUNT(*) FROM annotations a JOIN samples s ON s.id = a.sample_id
+			WHERE a.annotator = $1 AND a.domain = $2 AND s.position < $3`
+		args = append(args, limit)
+	}
+	rows, err := p.pool.Query(ctx, query+` GROUP BY a.status`, args...)
+	if err != nil {
+		return Counts{}, fmt.Errorf("store: count annotations: %w", err)
+	}
+	var status string
+	var n int
+	if _, err := pgx.ForEachRow(rows, []any{&status, &n}, func() error {
+		addCount(&c, status, n)
+		return nil
+	}); err != nil {
+		return Counts{}, fmt.Errorf("store: count annotations: %w", err)
+	}
+	return c, nil
+}
+
+// DeleteAnnotations implements Store, in one statement.
+func (p *Postgres) DeleteAnnotations(ctx context.Context, annotator, domain string, statuses []string) (int, error) {
+	if len(statuses) == 0 {
+		return 0, nil
+	}
+	for _, status := range statuses {
+		if !knownStatus(status) {
+			return 0, fmt.Errorf("store: delete annotations: status %q is not one of %s, %s, %s, %s",
+				status, StatusOK, StatusMalformed, StatusError, StatusBlocked)
+		}
+	}
+	if !pgStorable(annotator) || !pgStorable(domain) {
+		return 0, nil
+	}
+	tag, err := p.pool.Exec(ctx, `DELETE FROM annotations WHERE annotator = $1 AND domain = $2
+		AND status = ANY($3)`, annotator, domain, statuses)
+	if err != nil {
+		return 0, fmt.Errorf("store: delete annotations (%s, %s): %w", annotator, domain, err)
+	}
+	return int(tag.RowsAffected()), nil
+}

@@ -48,6 +48,7 @@ type Activities struct {
 	mu        sync.Mutex
 	providers map[string]llm.Provider  // by providerKey
 	latency   map[string]time.Duration // by annotator: recent call duration, for sizing reservations
+	slots     slotTracker              // call slots held, for the health check
 }
 
 // Limiter hands out call slots of quota pools (runs.QuotaClient over the quota workflows).
@@ -138,8 +139,9 @@ func (a *Activities) AnnotateBatch(ctx context.Context, in contract.BatchInput) 
 
 // complete makes one call under the request timeout (plus margin, so the provider's own
 // classified timeout fires first). It returns when ctx ends even if the provider does not,
-// so a wedged call can hold a goroutine but never the activity's slot.
-func complete(ctx context.Context, p llm.Provider, req llm.Request, timeout time.Duration) (llm.Response, error) {
+// so a wedged call can hold a goroutine but never the activity's slot; it keeps holding its
+// call slot in the health check's eyes until it returns (see slots.go).
+func complete(ctx context.Context, p llm.Provider, req llm.Request, timeout time.Duration, slot *hold) (llm.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	type reply struct {
@@ -147,7 +149,9 @@ func complete(ctx context.Context, p llm.Provider, req llm.Request, timeout time
 		err  error
 	}
 	ch := make(chan reply, 1)
+	slot.keep()
 	go func() {
+		defer slot.done()
 		resp, err := p.Complete(ctx, req)
 		ch <- reply{resp, err}
 	}()

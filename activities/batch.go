@@ -324,14 +324,14 @@ func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.
 	quick := 0
 	for {
 		cycle := time.Now()
-		release, wait, err := b.beforeCall(req, left)
+		slot, wait, err := b.beforeCall(req, left)
 		if err != nil || wait != nil {
 			return store.Annotation{}, wait, err
 		}
 		b.deadline.progress()
 		// Each streamed chunk is progress: the call is alive even before the sample is stored.
-		resp, err := complete(llm.WithProgress(b.deadline.ctx, b.deadline.progress), b.provider, req, callTimeout(b.g))
-		release()
+		resp, err := complete(llm.WithProgress(b.deadline.ctx, b.deadline.progress), b.provider, req, callTimeout(b.g), slot)
+		slot.release()
 		// From one slot to the next: the call, and the wait for a call slot before it.
 		b.a.observe(b.ann.ID, time.Since(cycle))
 		if cause := context.Cause(b.deadline.ctx); cause != nil && err != nil {
@@ -392,8 +392,8 @@ func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.
 
 // beforeCall waits for the call's quota slot and for one of the worker's call slots, then
 // asks the server whether the run was paused or stopped meanwhile: no paid call starts after
-// either. It returns what frees the call slot.
-func (b *batch) beforeCall(req llm.Request, left int) (release func(), wait *contract.Wait, err error) {
+// either. It returns the call slot, which the caller releases.
+func (b *batch) beforeCall(req llm.Request, left int) (slot *hold, wait *contract.Wait, err error) {
 	for {
 		var at time.Time
 		if b.a.metered(b.ann) {
@@ -401,17 +401,17 @@ func (b *batch) beforeCall(req llm.Request, left int) (release func(), wait *con
 				return nil, wait, err
 			}
 		}
-		if release, err = b.acquire(); err != nil {
+		if slot, err = b.acquire(); err != nil {
 			return nil, nil, err
 		}
 		if !at.IsZero() && time.Since(at) > slotTolerance {
-			release()
+			slot.release()
 			continue // the slot went stale while the worker's calls were all busy
 		}
 		if err := b.beat(true); err != nil {
-			release()
+			slot.release()
 			return nil, nil, err
 		}
-		return release, nil, nil
+		return slot, nil, nil
 	}
 }

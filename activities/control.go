@@ -230,18 +230,18 @@ func (b *batch) takeSlot(req llm.Request, left int) (time.Time, *contract.Wait, 
 }
 
 // acquire waits for one of the worker's call slots, asking the server meanwhile whether the
-// batch is still wanted; it returns what frees the slot.
-func (b *batch) acquire() (func(), error) {
+// batch is still wanted; the slot's release frees it (a nil slot when calls are unbounded).
+func (b *batch) acquire() (*hold, error) {
 	calls := b.a.CallSlots
 	if calls == nil {
-		return func() {}, nil
+		return nil, nil
 	}
 	for {
 		t := time.NewTimer(checkEvery)
 		select {
 		case calls <- struct{}{}:
 			t.Stop()
-			return func() { <-calls }, nil
+			return b.a.slots.take(func() { <-calls }), nil
 		case <-b.ctx.Done():
 			t.Stop()
 			return nil, errCancelled

@@ -28,6 +28,14 @@ import (
 // base URL once it is ready.
 func (s *stack) startAPI() string {
 	s.t.Helper()
+	base, _ := s.startAPIProcess()
+	return base
+}
+
+// startAPIProcess is startAPI that also returns the api's process, for benchmarks that read
+// its CPU time and memory.
+func (s *stack) startAPIProcess() (string, *exec.Cmd) {
+	s.t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "api"), append(s.commonArgs(), "--listen", "127.0.0.1:0", "--log-format", "json", "--web-ui", "")...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	logFile, err := os.Create(filepath.Join(s.dir, fmt.Sprintf("api-%d.log", time.Now().UnixNano())))
@@ -78,7 +86,7 @@ func (s *stack) startAPI() string {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, string(b)
 	})
-	return base
+	return base, cmd
 }
 
 // call sends a JSON request to the api and decodes its JSON reply into out (when not nil).
@@ -156,12 +164,15 @@ func wsEvents(t testing.TB, base, since string) <-chan event {
 			if err != nil {
 				return
 			}
-			var e event
-			if err := json.Unmarshal(b, &e); err != nil {
-				t.Errorf("event is not JSON: %s", b)
-				return
+			// A frame holds one or more events, one per line.
+			for _, line := range bytes.Split(b, []byte("\n")) {
+				var e event
+				if err := json.Unmarshal(line, &e); err != nil {
+					t.Errorf("event is not JSON: %s", line)
+					return
+				}
+				ch <- e
 			}
-			ch <- e
 		}
 	}()
 	t.Cleanup(func() {

@@ -108,8 +108,19 @@ func newStack(t testing.TB, global map[string]any, runSpecs map[string]map[label
 func newStackWith(t testing.TB, global map[string]any, runSpecs map[string]map[labels.Domain]int, n int,
 	extra map[string]map[string]any, keys map[string]string) *stack {
 	t.Helper()
+	return newStackOn(t, "", global, runSpecs, n, extra, keys)
+}
+
+// newStackOn is newStackWith on the store that db names (a --db DSN, such as a postgres://
+// URL); "" is an SQLite file of the test's own.
+func newStackOn(t testing.TB, db string, global map[string]any, runSpecs map[string]map[labels.Domain]int, n int,
+	extra map[string]map[string]any, keys map[string]string) *stack {
+	t.Helper()
 	dir := t.TempDir()
-	s := &stack{t: t, dir: dir, cfgDir: filepath.Join(dir, "config"), db: filepath.Join(dir, "mha.db"),
+	if db == "" {
+		db = filepath.Join(dir, "mha.db")
+	}
+	s := &stack{t: t, dir: dir, cfgDir: filepath.Join(dir, "config"), db: db,
 		taskQueue: fmt.Sprintf("e2e-%s-%d", t.Name(), queues.Add(1))}
 	s.global = map[string]any{"provider": "offline", "batch_size": 5, "heartbeat_timeout_seconds": 5, "request_timeout_seconds": 4,
 		"max_restart_attempts": 5}

@@ -16,6 +16,9 @@ import (
 
 	"github.com/mhannotator/mha/activities"
 	"github.com/mhannotator/mha/internal/appenv"
+	"github.com/mhannotator/mha/internal/config"
+	"github.com/mhannotator/mha/internal/health"
+	"github.com/mhannotator/mha/internal/llm"
 	"github.com/mhannotator/mha/internal/prompts"
 	"github.com/mhannotator/mha/internal/runs"
 	"github.com/mhannotator/mha/workflows"
@@ -24,6 +27,10 @@ import (
 // controlInterval is how often a batch asks the server whether it was paused or stopped.
 const controlInterval = 250 * time.Millisecond
 
+// stopMargin is what the default stop grace adds to the request timeout: time to store the
+// last samples and report the batches' end.
+const stopMargin = 5 * time.Second
+
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
@@ -31,21 +38,67 @@ func main() {
 	}
 }
 
-func run(args []string) error {
-	var common appenv.Common
+// providerHook, when set (by a test build), builds annotators' providers instead of the
+// activities' own choice.
+var providerHook func(cfg *config.Config) func(config.Annotator) (llm.Provider, error)
+
+// flags are the worker's settings.
+type flags struct {
+	common        appenv.Common
+	maxActivities int
+	healthListen  string
+	stopGrace     time.Duration
+}
+
+// parseFlags reads the command line, with MHA_* environment variables as defaults.
+func parseFlags(args []string) (*flags, error) {
+	f := &flags{}
 	fs := pflag.NewFlagSet("worker", pflag.ContinueOnError)
-	common.Register(fs)
-	maxActivities := fs.Int("max-concurrent-activities", 0, "provider calls in flight on this worker; 0 = global.max_concurrent_activities of the config [MHA_MAX_CONCURRENT_ACTIVITIES]")
+	f.common.Register(fs)
+	fs.IntVar(&f.maxActivities, "max-concurrent-activities", 0, "provider calls in flight on this worker; 0 = global.max_concurrent_activities of the config [MHA_MAX_CONCURRENT_ACTIVITIES]")
+	fs.StringVar(&f.healthListen, "health-listen", os.Getenv("MHA_HEALTH_LISTEN"), "host:port to serve /healthz and /readyz on, for orchestrators (port 0 picks a free one); empty serves none [MHA_HEALTH_LISTEN]")
+	fs.DurationVar(&f.stopGrace, "stop-grace", 0, "on SIGTERM or Ctrl-C, how long the samples in flight get to finish and be stored before the worker exits; 0 = request_timeout + 5s [MHA_STOP_GRACE]")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nil, err
 	}
 	if !fs.Changed("max-concurrent-activities") {
 		if v := os.Getenv("MHA_MAX_CONCURRENT_ACTIVITIES"); v != "" {
-			if _, err := fmt.Sscan(v, maxActivities); err != nil {
-				return fmt.Errorf("MHA_MAX_CONCURRENT_ACTIVITIES=%q is not a number", v)
+			if _, err := fmt.Sscan(v, &f.maxActivities); err != nil {
+				return nil, fmt.Errorf("MHA_MAX_CONCURRENT_ACTIVITIES=%q is not a number", v)
 			}
 		}
 	}
+	if !fs.Changed("stop-grace") {
+		if v := os.Getenv("MHA_STOP_GRACE"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return nil, fmt.Errorf("MHA_STOP_GRACE=%q: want a duration such as 50s", v)
+			}
+			f.stopGrace = d
+		}
+	}
+	if f.stopGrace < 0 {
+		return nil, fmt.Errorf("--stop-grace %s: want 0 or more", f.stopGrace)
+	}
+	return f, nil
+}
+
+// grace is how long a stop waits for the samples in flight: --stop-grace, or by default the
+// request timeout and a margin to store the last samples and report the batches' end.
+func (f *flags) grace(g config.Global) time.Duration {
+	if f.stopGrace > 0 {
+		return f.stopGrace
+	}
+	return g.RequestTimeout + stopMargin
+}
+
+func run(args []string) error {
+	f, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	common := &f.common
+	maxActivities := &f.maxActivities
 	logger, err := common.Logger(os.Stderr)
 	if err != nil {
 		return err
@@ -57,6 +110,7 @@ func run(args []string) error {
 	if *maxActivities <= 0 {
 		*maxActivities = cfg.Global.MaxConcurrentActivities
 	}
+	stopGrace := f.grace(cfg.Global)
 
 	ctx := context.Background()
 	st, err := common.OpenStore(ctx)
@@ -70,18 +124,26 @@ func run(args []string) error {
 	}
 	defer c.Close()
 
+	fatal := make(chan error, 1)
 	w := worker.New(c, common.TaskQueue, worker.Options{
 		// More batches than call slots: a batch that is storing, reserving quota or just
 		// starting leaves its call slot to another.
 		MaxConcurrentActivityExecutionSize: 3 * *maxActivities,
-		// On shutdown, samples in flight get their request timeout to finish and be stored.
-		WorkerStopTimeout: cfg.Global.RequestTimeout + 5*time.Second,
+		// On shutdown, polling stops and the samples in flight get this long to finish and
+		// be stored; the batches then end without costing their runs a restart attempt.
+		WorkerStopTimeout: stopGrace,
 		// A killed worker's sticky workflow tasks (a quota pool's answer to the next
 		// reservation, among them) move to other workers after this, not after 5 s.
 		StickyScheduleToStartTimeout: time.Second,
+		OnFatalError: func(err error) {
+			select {
+			case fatal <- err:
+			default:
+			}
+		},
 	})
 	workflows.Register(w)
-	activities.Register(w, &activities.Activities{
+	acts := &activities.Activities{
 		Store:           st,
 		Config:          cfg,
 		Reload:          common.LoadConfig,
@@ -89,12 +151,44 @@ func run(args []string) error {
 		ControlInterval: controlInterval,
 		CallSlots:       make(chan struct{}, *maxActivities),
 		Limiter:         &runs.QuotaClient{Client: c, TaskQueue: common.TaskQueue},
-	})
-	logger.Info("Worker starting", slog.String("temporal", common.TemporalAddress), slog.String("namespace", common.Namespace),
-		slog.String("task_queue", common.TaskQueue), slog.String("db", common.DB), slog.Int("max_concurrent_activities", *maxActivities))
-	if err := w.Run(worker.InterruptCh()); err != nil {
+	}
+	if providerHook != nil {
+		acts.Provider = providerHook(cfg)
+	}
+	activities.Register(w, acts)
+
+	var life lifecycle
+	if f.healthListen != "" {
+		hs, err := health.Serve(f.healthListen, healthHandler(c, acts.CallSlotReport, &life), logger)
+		if err != nil {
+			return err
+		}
+		defer hs.Close()
+		logger.Info("Health endpoints serving", slog.String("healthz", "http://"+hs.Addr().String()+"/healthz"),
+			slog.String("readyz", "http://"+hs.Addr().String()+"/readyz"))
+	}
+
+	// Signals are caught from here on: a SIGTERM while the worker starts stops it once started.
+	interrupt := worker.InterruptCh()
+	if err := w.Start(); err != nil {
 		return err
 	}
-	logger.Info("Worker stopped")
-	return nil
+	life.set(polling)
+	logger.Info("Worker started", slog.String("temporal", common.TemporalAddress), slog.String("namespace", common.Namespace),
+		slog.String("task_queue", common.TaskQueue), slog.String("db", common.DB), slog.Int("max_concurrent_activities", *maxActivities),
+		slog.Duration("stop_grace", stopGrace))
+	select {
+	case sig := <-interrupt:
+		life.set(stopping)
+		logger.Info("Worker stopping: no new work; samples in flight finish and are stored", slog.Any("signal", sig),
+			slog.Duration("grace", stopGrace))
+		began := time.Now()
+		w.Stop()
+		logger.Info("Worker stopped", slog.Duration("after", time.Since(began).Round(time.Millisecond)))
+		return nil
+	case err := <-fatal:
+		life.set(stopping)
+		w.Stop()
+		return fmt.Errorf("worker stopped on a fatal error: %w", err)
+	}
 }

@@ -383,12 +383,14 @@ func (c *wsClient) startReading() {
 				c.err = err
 				return
 			}
-			var ev Event
-			if err := json.Unmarshal(data, &ev); err != nil {
-				c.err = err
-				return
+			for _, line := range bytes.Split(data, []byte("\n")) {
+				var ev Event
+				if err := json.Unmarshal(line, &ev); err != nil {
+					c.err = err
+					return
+				}
+				c.events <- ev
 			}
-			c.events <- ev
 		}
 	}()
 }

@@ -54,7 +54,7 @@ type Options struct {
 	OriginPatterns []string
 	Logger         *slog.Logger
 
-	StorePoll         time.Duration // 50 ms: the store's change feed
+	StorePoll         time.Duration // 25 ms: the store's change feed
 	VisibilityPoll    time.Duration // 500 ms: the runs that changed, from Temporal visibility
 	VisibilityOverlap time.Duration // 10 s: how far back each visibility listing reaches again
 	FallbackRefresh   time.Duration // 10 s: every run's status, without RunChangedAt
@@ -76,7 +76,7 @@ func (o *Options) defaults() {
 			*d = v
 		}
 	}
-	def(&o.StorePoll, 50*time.Millisecond)
+	def(&o.StorePoll, 25*time.Millisecond)
 	def(&o.VisibilityPoll, 500*time.Millisecond)
 	def(&o.VisibilityOverlap, 10*time.Second)
 	def(&o.FallbackRefresh, 10*time.Second)

@@ -111,7 +111,11 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	go h.ping(ctx, cancel, conn)
 
 	s := &sender{h: h, conn: conn, ctx: wctx, floor: seq}
-	if err := s.start(ctx, snap, since, resume); err != nil {
+	err = s.start(ctx, snap, since, resume)
+	if err == nil {
+		err = s.flush()
+	}
+	if err != nil {
 		conn.CloseNow()
 		return
 	}
@@ -133,15 +137,38 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 			s.closeSlow()
 			return
 		case ev := <-c.ch:
-			if ev.annotation && ev.seq <= s.floor {
-				continue // replayed already, or the client had it
+			// Whatever else is queued goes in the same frame: one write per frame is most of
+			// the cost of an event, and a client that fell behind catches up in few frames.
+			err := s.queue(ev)
+		drain:
+			for err == nil && len(s.buf) < frameBytes {
+				select {
+				case ev := <-c.ch:
+					err = s.queue(ev)
+				default:
+					break drain
+				}
 			}
-			if err := s.send(ev.typ, ev.seq, ev.data); err != nil {
+			if err == nil {
+				err = s.flush()
+			}
+			if err != nil {
 				conn.CloseNow()
 				return
 			}
 		}
 	}
+}
+
+// frameBytes is where a frame stops taking more queued events.
+const frameBytes = 64 << 10
+
+// queue adds a live event to the frame being built, unless the client already has it.
+func (s *sender) queue(ev event) error {
+	if ev.annotation && ev.seq <= s.floor {
+		return nil // replayed already, or the client had it
+	}
+	return s.send(ev.typ, ev.seq, ev.data)
 }
 
 // ping checks the client every PingInterval; one that does not answer within it is cut.
@@ -174,21 +201,38 @@ type sender struct {
 	buf   []byte
 }
 
+// send adds an event to the frame being built, as one line; a full frame is written at once.
 func (s *sender) send(typ string, seq int64, data []byte) error {
 	if seq > s.floor && typ == TypeAnnotation {
 		s.floor = seq
 	}
 	id := encodeID(max(seq, s.floor), s.h.ctr.Add(1))
-	s.buf = append(s.buf[:0], `{"id":"`...)
+	if len(s.buf) > 0 {
+		s.buf = append(s.buf, '\n')
+	}
+	s.buf = append(s.buf, `{"id":"`...)
 	s.buf = append(s.buf, id...)
 	s.buf = append(s.buf, `","type":"`...)
 	s.buf = append(s.buf, typ...)
 	s.buf = append(s.buf, `","data":`...)
 	s.buf = append(s.buf, data...)
 	s.buf = append(s.buf, '}')
+	if len(s.buf) >= frameBytes {
+		return s.flush()
+	}
+	return nil
+}
+
+// flush writes the frame built so far: its events, one JSON object per line.
+func (s *sender) flush() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.h.o.WriteTimeout)
 	defer cancel()
-	return s.conn.Write(ctx, websocket.MessageText, s.buf)
+	err := s.conn.Write(ctx, websocket.MessageText, s.buf)
+	s.buf = s.buf[:0]
+	return err
 }
 
 func (s *sender) closeSlow() {

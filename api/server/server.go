@@ -101,7 +101,7 @@ func New(o Options) *Server {
 	cfg := huma.DefaultConfig("Annotation platform API", Version)
 	cfg.Info.Description = "Steer annotation runs, read their progress and results, and change the config. " +
 		"Live events are a WebSocket at /api/ws: a `state` message on connect, then `annotation`, `run` and `quota` " +
-		"events, each {id, type, data}; reconnect with ?since=<last id> to get what was missed (api/API.md in the repository)."
+		"events, each {id, type, data}, one JSON object per line of a text frame; reconnect with ?since=<last id> to get what was missed (api/API.md in the repository)."
 	cfg.OpenAPIPath = "/api/openapi"
 	// The reference is the dashboard's own page (docs.html), which renders the OpenAPI
 	// document without loading anything from the network; huma's renderers load theirs

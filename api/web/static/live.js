@@ -85,13 +85,16 @@ class Store {
         heard = true;
         this.attempt = 0; // the server talks: the next drop starts the back-off anew
       }
-      let msg;
-      try {
-        msg = JSON.parse(e.data);
-      } catch {
-        return;
+      // A frame holds one or more events, one JSON object per line.
+      for (const line of String(e.data).split('\n')) {
+        let msg;
+        try {
+          msg = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        this.handle(msg);
       }
-      this.handle(msg);
     };
     ws.onclose = () => {
       if (this.ws !== ws) return;

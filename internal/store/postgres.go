@@ -128,6 +128,14 @@ func pgStorable(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
+// pgText makes s storable: invalid bytes and NUL become U+FFFD, the replacement character.
+func pgText(s string) string {
+	if pgStorable(s) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
 const pgTextRule = "is not valid UTF-8 or holds a NUL byte, which PostgreSQL cannot store"
 
 // ImportSamples implements Store.
@@ -267,10 +275,14 @@ func (p *Postgres) UpsertAnnotation(ctx context.Context, a Annotation) error {
 	if err := validateAnnotation(a); err != nil {
 		return err
 	}
+	// What a provider wrote is kept with its unstorable bytes replaced: refusing it would fail
+	// the batch, and its retry would get the same reply.
+	for _, f := range []*string{&a.Label, &a.RawReply, &a.ParseError, &a.ValidityError, &a.Error} {
+		*f = pgText(*f)
+	}
 	for _, f := range []struct{ name, value string }{
-		{"Annotator", a.Annotator}, {"Domain", a.Domain}, {"SampleID", a.SampleID}, {"Label", a.Label},
-		{"RawReply", a.RawReply}, {"ParseError", a.ParseError}, {"ValidityError", a.ValidityError},
-		{"Error", a.Error}, {"Model", a.Model}, {"PromptHash", a.PromptHash},
+		{"Annotator", a.Annotator}, {"Domain", a.Domain}, {"SampleID", a.SampleID},
+		{"Model", a.Model}, {"PromptHash", a.PromptHash},
 	} {
 		if !pgStorable(f.value) {
 			return fmt.Errorf("store: upsert annotation: field %s %s", f.name, pgTextRule)

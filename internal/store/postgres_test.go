@@ -17,12 +17,29 @@ func TestPostgresRefusesTextItCannotStore(t *testing.T) {
 	if _, err := s.ImportSamples(ctx, samples("s1")); err != nil {
 		t.Fatal(err)
 	}
-	t.Run("a NUL byte in an annotation", func(t *testing.T) {
+	t.Run("a NUL byte in a key of an annotation", func(t *testing.T) {
 		a := annotation("1", "urgency", "s1", store.StatusOK)
-		a.RawReply = "before\x00after"
+		a.Model = "before\x00after"
 		err := s.UpsertAnnotation(ctx, a)
-		if err == nil || !strings.Contains(err.Error(), "field RawReply") || !strings.Contains(err.Error(), "NUL") {
-			t.Errorf("err = %v, want a refusal naming RawReply and NUL", err)
+		if err == nil || !strings.Contains(err.Error(), "field Model") || !strings.Contains(err.Error(), "NUL") {
+			t.Errorf("err = %v, want a refusal naming Model and NUL", err)
+		}
+	})
+	t.Run("what a provider wrote is stored with its unstorable bytes replaced", func(t *testing.T) {
+		a := annotation("1", "urgency", "s1", store.StatusMalformed)
+		a.RawReply, a.Error = "before\x00after", "bad \xff byte"
+		if err := s.UpsertAnnotation(ctx, a); err != nil {
+			t.Fatalf("upsert: %v", err)
+		}
+		_, rows, err := s.Sample(ctx, "s1")
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("Sample = %v, %v", rows, err)
+		}
+		if got := rows[0]; got.RawReply != "before\uFFFDafter" || got.Error != "bad \uFFFD byte" {
+			t.Errorf("stored %q and %q, want the bad bytes replaced by U+FFFD", got.RawReply, got.Error)
+		}
+		if _, err := s.DeleteAnnotations(ctx, "1", "urgency", []string{store.StatusMalformed}); err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("invalid UTF-8 in a sample, and nothing of that import is written", func(t *testing.T) {

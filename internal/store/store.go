@@ -194,9 +194,10 @@ func (e *ImportConflictError) Error() string {
 // Store is what the platform needs from a database. Implementations are safe for concurrent use,
 // also by several processes sharing one database.
 //
-// PostgreSQL stores text only as valid UTF-8 without NUL bytes: there, a sample or annotation
-// holding other text is refused with an error (SQLite stores it), and such text in a question
-// (a Filter, an ID) matches nothing.
+// PostgreSQL stores text only as valid UTF-8 without NUL bytes: there, a sample, key or model
+// holding other text is refused with an error (SQLite stores it); in what a provider wrote
+// (label, raw reply, errors) such bytes become U+FFFD, so a strange reply cannot stall a run;
+// and such text in a question (a Filter, an ID) matches nothing.
 type Store interface {
 	// ImportSamples appends samples in the given order after those already stored, in one
 	// transaction. New samples get the positions following the highest stored one; the

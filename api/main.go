@@ -126,6 +126,8 @@ func run(args []string) error {
 		logger.Warn("search attributes could not be registered; run states are polled instead", "error", err)
 	}
 
+	scope, metricsPage, closeMetrics := metrics.New()
+	defer closeMetrics.Close()
 	loadConfig := func() (*config.Config, error) { return common.LoadConfig() }
 	hub := events.New(events.Options{
 		Store:          st,
@@ -136,12 +138,11 @@ func run(args []string) error {
 		WebUIBase:      f.webUI,
 		OriginPatterns: f.origins,
 		Logger:         logger,
+		Scope:          scope,
 	})
 	hubDone := make(chan error, 1)
 	go func() { hubDone <- hub.Run(ctx) }()
 
-	scope, metricsPage, closeMetrics := metrics.New()
-	defer closeMetrics.Close()
 	srv := server.New(server.Options{
 		Scope:     scope,
 		Metrics:   metricsPage,

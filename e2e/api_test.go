@@ -266,6 +266,25 @@ func TestAPIStartWatchPauseResumeExport(t *testing.T) {
 	}
 	s.waitStatus(runs.Pair{Annotator: "a1", Domain: labels.Intensity}, contract.StatusCompleted, 60*time.Second)
 
+	// The api counts its requests and the event hub's Temporal calls on /metrics.
+	waitFor(t, 10*time.Second, "api metrics", func() (bool, string) {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ok := strings.Contains(string(page), `api_events_temporal_calls_total{operation="ListWorkflowExecutions"}`) &&
+			strings.Contains(string(page), `api_requests_total{code="200",method="POST",route="/api/control/:action"}`)
+		var ours []string
+		for _, line := range strings.Split(string(page), "\n") {
+			if strings.HasPrefix(line, "api_") {
+				ours = append(ours, line)
+			}
+		}
+		return ok, "no hub or request counters on /metrics among " + strings.Join(ours, "; ")
+	})
+
 	resp, err := http.Get(base + "/api/export?format=xlsx&annotator=a1")
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/uber-go/tally/v4"
 	"go.temporal.io/sdk/client"
 
 	"github.com/mhannotator/mha/internal/config"
@@ -53,6 +54,8 @@ type Options struct {
 	// (see websocket.AcceptOptions).
 	OriginPatterns []string
 	Logger         *slog.Logger
+	// Scope counts the hub's Temporal calls by operation; nil counts them only in TemporalCalls.
+	Scope tally.Scope
 
 	StorePoll         time.Duration // 25 ms: the store's change feed
 	VisibilityPoll    time.Duration // 500 ms: the runs that changed, from Temporal visibility
@@ -98,6 +101,9 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Scope == nil {
+		o.Scope = tally.NoopScope
 	}
 }
 
@@ -229,12 +235,12 @@ func New(o Options) *Hub {
 		runs: map[string]*runState{}, pool: map[string]*poolState{}, clients: map[*subscriber]struct{}{},
 		pending: map[string]bool{}, inflight: map[string]bool{}}
 	if o.Temporal != nil {
-		h.tc = countingClient{Client: o.Temporal, n: &h.calls}
+		h.tc = countingClient{Client: o.Temporal, count: h.countCall}
 	}
 	switch {
 	case o.Quota != nil:
 		h.quota = func(ctx context.Context, pool string) (contract.QuotaStatus, bool, error) {
-			h.calls.Add(1)
+			h.countCall("quota")
 			return o.Quota(ctx, pool)
 		}
 	case h.tc != nil:
@@ -242,6 +248,12 @@ func New(o Options) *Hub {
 		h.quota = qc.State
 	}
 	return h
+}
+
+// countCall counts one Temporal call, in all and on /metrics by operation.
+func (h *Hub) countCall(operation string) {
+	h.calls.Add(1)
+	h.o.Scope.Tagged(map[string]string{"operation": operation}).Counter("api_events_temporal_calls_total").Inc(1)
 }
 
 // TemporalCalls is how many Temporal calls the hub has made.

@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"sync/atomic"
 
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -13,26 +12,26 @@ import (
 // what runs.Controller.Status and runs.QuotaClient.State call.
 type countingClient struct {
 	client.Client
-	n *atomic.Int64
+	count func(operation string)
 }
 
 func (c countingClient) ListWorkflow(ctx context.Context, req *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
-	c.n.Add(1)
+	c.count("ListWorkflowExecutions")
 	return c.Client.ListWorkflow(ctx, req)
 }
 
 func (c countingClient) DescribeWorkflowExecution(ctx context.Context, id, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
-	c.n.Add(1)
+	c.count("DescribeWorkflowExecution")
 	return c.Client.DescribeWorkflowExecution(ctx, id, runID)
 }
 
 func (c countingClient) QueryWorkflow(ctx context.Context, id, runID, queryType string, args ...any) (converter.EncodedValue, error) {
-	c.n.Add(1)
+	c.count("QueryWorkflow")
 	return c.Client.QueryWorkflow(ctx, id, runID, queryType, args...)
 }
 
 // GetWorkflow itself calls nothing; the result's Get reads the history once.
 func (c countingClient) GetWorkflow(ctx context.Context, id, runID string) client.WorkflowRun {
-	c.n.Add(1)
+	c.count("GetWorkflowExecutionHistory")
 	return c.Client.GetWorkflow(ctx, id, runID)
 }

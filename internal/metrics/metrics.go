@@ -17,6 +17,17 @@ import (
 // values at most this old.
 const reportEvery = time.Second
 
+// sanitize keeps names and label keys to what Prometheus allows, and label values readable:
+// Prometheus takes any value, and a route such as /api/runs/:id should read as itself.
+var sanitize = func() tally.SanitizeOptions {
+	o := tallyprom.DefaultSanitizerOpts
+	o.ValueCharacters = tally.ValidCharacters{
+		Ranges:     tally.AlphanumericRange,
+		Characters: append([]rune{'/', ':', '.', '-', '{', '}', '+'}, tally.UnderscoreCharacters...),
+	}
+	return o
+}()
+
 // New returns a root scope whose metrics /metrics serves (the handler) in the Prometheus text
 // format, with the Go runtime's and the process's own collectors beside them. Close flushes
 // and stops the scope.
@@ -27,7 +38,7 @@ func New() (tally.Scope, http.Handler, io.Closer) {
 	scope, closer := tally.NewRootScope(tally.ScopeOptions{
 		CachedReporter:  reporter,
 		Separator:       tallyprom.DefaultSeparator,
-		SanitizeOptions: &tallyprom.DefaultSanitizerOpts,
+		SanitizeOptions: &sanitize,
 	}, reportEvery)
 	return scope, reporter.HTTPHandler(), closer
 }

@@ -150,12 +150,7 @@ func (p *Postgres) ImportSamples(ctx context.Context, samples []Sample) (ImportR
 			return ImportResult{}, fmt.Errorf("store: import samples: sample %q: the text %s", sm.ID, pgTextRule)
 		}
 	}
-	res, err := p.importSamples(ctx, samples)
-	var conflict *ImportConflictError
-	if err != nil && !errors.As(err, &conflict) {
-		return ImportResult{}, fmt.Errorf("store: import samples: %w", err)
-	}
-	return res, err
+	return importDone(p.importSamples(ctx, samples))
 }
 
 func (p *Postgres) importSamples(ctx context.Context, samples []Sample) (ImportResult, error) {
@@ -170,7 +165,7 @@ func (p *Postgres) importSamples(ctx context.Context, samples []Sample) (ImportR
 		return ImportResult{}, err
 	}
 	var next int
-	if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(position), -1) + 1 FROM samples`).Scan(&next); err != nil {
+	if err := tx.QueryRow(ctx, nextPosQuery).Scan(&next); err != nil {
 		return ImportResult{}, err
 	}
 	type stored struct {
@@ -229,32 +224,21 @@ func (p *Postgres) importSamples(ctx context.Context, samples []Sample) (ImportR
 
 // CountSamples implements Store.
 func (p *Postgres) CountSamples(ctx context.Context) (int, error) {
-	var n int
-	if err := p.pool.QueryRow(ctx, `SELECT COUNT(*) FROM samples`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("store: count samples: %w", err)
-	}
-	return n, nil
+	return scanValue[int](p.pool.QueryRow(ctx, countSamplesQuery), "count samples")
 }
 
 // Samples implements Store.
 func (p *Postgres) Samples(ctx context.Context, offset, limit int) ([]Sample, error) {
-	if offset < 0 {
-		return nil, fmt.Errorf("store: samples: negative offset %d", offset)
+	if ok, err := checkSamplesWindow(offset, limit); !ok {
+		return nil, err
 	}
-	if limit <= 0 {
-		return nil, nil
-	}
-	rows, err := p.pool.Query(ctx,
-		`SELECT id, text, position FROM samples WHERE position >= $1 ORDER BY position LIMIT $2`, offset, limit)
+	rows, err := p.pool.Query(ctx, samplesQuery, offset, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: samples: %w", err)
 	}
-	var out []Sample
-	var sm Sample
-	if _, err := pgx.ForEachRow(rows, []any{&sm.ID, &sm.Text, &sm.Position}, func() error {
-		out = append(out, sm)
-		return nil
-	}); err != nil {
+	defer rows.Close()
+	out, err := collectSamples(rows)
+	if err != nil {
 		return nil, fmt.Errorf("store: samples: %w", err)
 	}
 	return out, nil
@@ -269,10 +253,7 @@ var errRefused = errors.New("refused")
 // back its seq. CreatedAt is kept to the microsecond, cut toward the past.
 func (p *Postgres) UpsertAnnotation(ctx context.Context, a Annotation) error {
 	now := time.Now()
-	if a.CreatedAt.IsZero() {
-		a.CreatedAt = now
-	}
-	if err := validateAnnotation(a); err != nil {
+	if err := checkAnnotation(&a, now); err != nil {
 		return err
 	}
 	// What a provider wrote is kept with its unstorable bytes replaced: refusing it would fail
@@ -294,10 +275,7 @@ func (p *Postgres) UpsertAnnotation(ctx context.Context, a Annotation) error {
 			RETURNING last_seq`).Scan(&seq); err != nil {
 			return fmt.Errorf("next seq: %w", err)
 		}
-		tag, err := tx.Exec(ctx, upsertSQL,
-			a.Annotator, a.Domain, a.SampleID, a.Label, a.Status, a.RawReply, a.ParseError,
-			a.ValidityError, a.Error, a.Model, a.PromptHash, a.LatencyMS, a.InputTokens,
-			a.OutputTokens, a.Attempt, pgTime(a.CreatedAt), pgTime(now), seq)
+		tag, err := tx.Exec(ctx, upsertSQL, upsertArgs(a, pgTime(a.CreatedAt), pgTime(now), seq)...)
 		if err != nil {
 			return err
 		}
@@ -361,27 +339,17 @@ func (p *Postgres) AnnotatedIDs(ctx context.Context, annotator, domain string, i
 
 // CountAnnotations implements Store.
 func (p *Postgres) CountAnnotations(ctx context.Context, annotator, domain string, limit int) (Counts, error) {
-	var c Counts
 	if !pgStorable(annotator) || !pgStorable(domain) {
-		return c, nil
+		return Counts{}, nil
 	}
-	query := `SELECT a.status, COUNT(*) FROM annotations a WHERE a.annotator = $1 AND a.domain = $2`
-	args := []any{annotator, domain}
-	if limit > 0 {
-		query = `SELECT a.status, COUNT(*) FROM annotations a JOIN samples s ON s.id = a.sample_id
-			WHERE a.annotator = $1 AND a.domain = $2 AND s.position < $3`
-		args = append(args, limit)
-	}
-	rows, err := p.pool.Query(ctx, query+` GROUP BY a.status`, args...)
+	query, args := countAnnotationsQuery(annotator, domain, limit)
+	rows, err := p.pool.Query(ctx, query, args...)
 	if err != nil {
 		return Counts{}, fmt.Errorf("store: count annotations: %w", err)
 	}
-	var status string
-	var n int
-	if _, err := pgx.ForEachRow(rows, []any{&status, &n}, func() error {
-		addCount(&c, status, n)
-		return nil
-	}); err != nil {
+	defer rows.Close()
+	c, err := collectCounts(rows)
+	if err != nil {
 		return Counts{}, fmt.Errorf("store: count annotations: %w", err)
 	}
 	return c, nil
@@ -392,11 +360,8 @@ func (p *Postgres) DeleteAnnotations(ctx context.Context, annotator, domain stri
 	if len(statuses) == 0 {
 		return 0, nil
 	}
-	for _, status := range statuses {
-		if !knownStatus(status) {
-			return 0, fmt.Errorf("store: delete annotations: status %q is not one of %s, %s, %s, %s",
-				status, StatusOK, StatusMalformed, StatusError, StatusBlocked)
-		}
+	if err := checkStatuses(statuses); err != nil {
+		return 0, err
 	}
 	if !pgStorable(annotator) || !pgStorable(domain) {
 		return 0, nil

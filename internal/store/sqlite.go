@@ -98,12 +98,7 @@ func (s *SQLite) ImportSamples(ctx context.Context, samples []Sample) (ImportRes
 			return ImportResult{}, fmt.Errorf("store: import samples: sample %d of %d has an empty ID", i+1, len(samples))
 		}
 	}
-	res, err := s.importSamples(ctx, samples)
-	var conflict *ImportConflictError
-	if err != nil && !errors.As(err, &conflict) {
-		return ImportResult{}, fmt.Errorf("store: import samples: %w", err)
-	}
-	return res, err
+	return importDone(s.importSamples(ctx, samples))
 }
 
 func (s *SQLite) importSamples(ctx context.Context, samples []Sample) (ImportResult, error) {
@@ -113,10 +108,10 @@ func (s *SQLite) importSamples(ctx context.Context, samples []Sample) (ImportRes
 	}
 	defer tx.Rollback() // a no-op after Commit
 	var next int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(position), -1) + 1 FROM samples`).Scan(&next); err != nil {
+	if err := tx.QueryRowContext(ctx, nextPosQuery).Scan(&next); err != nil {
 		return ImportResult{}, err
 	}
-	find, err := tx.PrepareContext(ctx, `SELECT text, position FROM samples WHERE id = $1`)
+	find, err := tx.PrepareContext(ctx, sampleQuery)
 	if err != nil {
 		return ImportResult{}, err
 	}
@@ -159,74 +154,32 @@ func (s *SQLite) importSamples(ctx context.Context, samples []Sample) (ImportRes
 
 // CountSamples implements Store.
 func (s *SQLite) CountSamples(ctx context.Context) (int, error) {
-	var n int
-	if err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM samples`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("store: count samples: %w", err)
-	}
-	return n, nil
+	return scanValue[int](s.read.QueryRowContext(ctx, countSamplesQuery), "count samples")
 }
 
 // Samples implements Store.
 func (s *SQLite) Samples(ctx context.Context, offset, limit int) ([]Sample, error) {
-	if offset < 0 {
-		return nil, fmt.Errorf("store: samples: negative offset %d", offset)
+	if ok, err := checkSamplesWindow(offset, limit); !ok {
+		return nil, err
 	}
-	if limit <= 0 {
-		return nil, nil
-	}
-	// Positions are consecutive from 0, so a range on the unique index replaces OFFSET.
-	rows, err := s.read.QueryContext(ctx,
-		`SELECT id, text, position FROM samples WHERE position >= $1 ORDER BY position LIMIT $2`, offset, limit)
+	rows, err := s.read.QueryContext(ctx, samplesQuery, offset, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: samples: %w", err)
 	}
 	defer rows.Close()
-	var out []Sample
-	for rows.Next() {
-		var sm Sample
-		if err := rows.Scan(&sm.ID, &sm.Text, &sm.Position); err != nil {
-			return nil, fmt.Errorf("store: samples: %w", err)
-		}
-		out = append(out, sm)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collectSamples(rows)
+	if err != nil {
 		return nil, fmt.Errorf("store: samples: %w", err)
 	}
 	return out, nil
 }
-
-// upsertSQL never replaces an ok annotation with a worse one; see Store.UpsertAnnotation.
-const upsertSQL = `INSERT INTO annotations (
-	annotator, domain, sample_id, label, status, raw_reply, parse_error, validity_error, error,
-	model, prompt_hash, latency_ms, input_tokens, output_tokens, attempt, created_at, updated_at, seq
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-ON CONFLICT (annotator, domain, sample_id) DO UPDATE SET
-	label = excluded.label,
-	status = excluded.status,
-	raw_reply = excluded.raw_reply,
-	parse_error = excluded.parse_error,
-	validity_error = excluded.validity_error,
-	error = excluded.error,
-	model = excluded.model,
-	prompt_hash = excluded.prompt_hash,
-	latency_ms = excluded.latency_ms,
-	input_tokens = excluded.input_tokens,
-	output_tokens = excluded.output_tokens,
-	attempt = excluded.attempt,
-	created_at = excluded.created_at,
-	updated_at = excluded.updated_at,
-	seq = excluded.seq
-WHERE annotations.status <> 'ok' OR excluded.status = 'ok'`
 
 // UpsertAnnotation implements Store. The write takes the next seq from annotation_seq and
 // records it there only when the row was written, in one transaction: writers are serialised
 // by the write lock, so seqs are committed in order and a refused write uses up none.
 func (s *SQLite) UpsertAnnotation(ctx context.Context, a Annotation) error {
 	now := time.Now()
-	if a.CreatedAt.IsZero() {
-		a.CreatedAt = now
-	}
-	if err := validateAnnotation(a); err != nil {
+	if err := checkAnnotation(&a, now); err != nil {
 		return err
 	}
 	err := s.upsert(ctx, a, now)
@@ -250,10 +203,7 @@ func (s *SQLite) upsert(ctx context.Context, a Annotation, now time.Time) error 
 	if err := tx.QueryRowContext(ctx, `SELECT last_seq + 1 FROM annotation_seq WHERE id = 1`).Scan(&seq); err != nil {
 		return fmt.Errorf("next seq: %w", err)
 	}
-	res, err := tx.ExecContext(ctx, upsertSQL,
-		a.Annotator, a.Domain, a.SampleID, a.Label, a.Status, a.RawReply, a.ParseError,
-		a.ValidityError, a.Error, a.Model, a.PromptHash, a.LatencyMS, a.InputTokens,
-		a.OutputTokens, a.Attempt, formatTime(a.CreatedAt), formatTime(now), seq)
+	res, err := tx.ExecContext(ctx, upsertSQL, upsertArgs(a, formatTime(a.CreatedAt), formatTime(now), seq)...)
 	if err != nil {
 		return err
 	}
@@ -268,46 +218,6 @@ func (s *SQLite) upsert(ctx context.Context, a Annotation, now time.Time) error 
 		return fmt.Errorf("record seq: %w", err)
 	}
 	return tx.Commit()
-}
-
-func validateAnnotation(a Annotation) error {
-	for _, f := range []struct{ name, value string }{
-		{"Annotator", a.Annotator}, {"Domain", a.Domain}, {"SampleID", a.SampleID},
-	} {
-		if f.value == "" {
-			return fmt.Errorf("store: upsert annotation: field %s is empty", f.name)
-		}
-	}
-	if !knownStatus(a.Status) {
-		return fmt.Errorf("store: upsert annotation: field Status %q is not one of %s, %s, %s, %s",
-			a.Status, StatusOK, StatusMalformed, StatusError, StatusBlocked)
-	}
-	if !storableTime(a.CreatedAt) {
-		return fmt.Errorf("store: upsert annotation: field CreatedAt %s is outside the years 0000 to 9999", a.CreatedAt)
-	}
-	return nil
-}
-
-// addCount adds n annotations of status to c.
-func addCount(c *Counts, status string, n int) {
-	switch status {
-	case StatusOK:
-		c.OK += n
-	case StatusMalformed:
-		c.Malformed += n
-	case StatusError:
-		c.Error += n
-	case StatusBlocked:
-		c.Blocked += n
-	}
-}
-
-func knownStatus(status string) bool {
-	switch status {
-	case StatusOK, StatusMalformed, StatusError, StatusBlocked:
-		return true
-	}
-	return false
 }
 
 // maxInList bounds the placeholders of one query, well below SQLite's and PostgreSQL's limits.
@@ -350,28 +260,14 @@ func (s *SQLite) collectIDs(ctx context.Context, found map[string]bool, query st
 
 // CountAnnotations implements Store.
 func (s *SQLite) CountAnnotations(ctx context.Context, annotator, domain string, limit int) (Counts, error) {
-	query := `SELECT a.status, COUNT(*) FROM annotations a WHERE a.annotator = $1 AND a.domain = $2`
-	args := []any{annotator, domain}
-	if limit > 0 {
-		query = `SELECT a.status, COUNT(*) FROM annotations a JOIN samples s ON s.id = a.sample_id
-			WHERE a.annotator = $1 AND a.domain = $2 AND s.position < $3`
-		args = append(args, limit)
-	}
-	rows, err := s.read.QueryContext(ctx, query+` GROUP BY a.status`, args...)
+	query, args := countAnnotationsQuery(annotator, domain, limit)
+	rows, err := s.read.QueryContext(ctx, query, args...)
 	if err != nil {
 		return Counts{}, fmt.Errorf("store: count annotations: %w", err)
 	}
 	defer rows.Close()
-	var c Counts
-	for rows.Next() {
-		var status string
-		var n int
-		if err := rows.Scan(&status, &n); err != nil {
-			return Counts{}, fmt.Errorf("store: count annotations: %w", err)
-		}
-		addCount(&c, status, n)
-	}
-	if err := rows.Err(); err != nil {
+	c, err := collectCounts(rows)
+	if err != nil {
 		return Counts{}, fmt.Errorf("store: count annotations: %w", err)
 	}
 	return c, nil
@@ -382,13 +278,12 @@ func (s *SQLite) DeleteAnnotations(ctx context.Context, annotator, domain string
 	if len(statuses) == 0 {
 		return 0, nil
 	}
+	if err := checkStatuses(statuses); err != nil {
+		return 0, err
+	}
 	args := []any{annotator, domain}
 	marks := make([]string, len(statuses))
 	for i, status := range statuses {
-		if !knownStatus(status) {
-			return 0, fmt.Errorf("store: delete annotations: status %q is not one of %s, %s, %s, %s",
-				status, StatusOK, StatusMalformed, StatusError, StatusBlocked)
-		}
 		args = append(args, status)
 		marks[i] = fmt.Sprintf("$%d", len(args))
 	}
@@ -407,26 +302,12 @@ func (s *SQLite) DeleteAnnotations(ctx context.Context, annotator, domain string
 // Export implements Store. fn's own error is returned as it is.
 func (s *SQLite) Export(ctx context.Context, f Filter, fn func(ExportRow) error) error {
 	where, args := filterSQL(f, nil)
-	rows, err := s.read.QueryContext(ctx, `SELECT `+annotationColumns+`, s.text, s.position
-		FROM annotations a JOIN samples s ON s.id = a.sample_id`+where+`
-		ORDER BY a.annotator, a.domain, s.position`, args...)
+	rows, err := s.read.QueryContext(ctx, exportQuery(where), args...)
 	if err != nil {
 		return fmt.Errorf("store: export: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var r ExportRow
-		if err := scanAnnotation(rows, &r.Annotation, &r.Text, &r.Position); err != nil {
-			return fmt.Errorf("store: export: %w", err)
-		}
-		if err := fn(r); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: export: %w", err)
-	}
-	return nil
+	return exportRows(rows, scanAnnotation, fn)
 }
 
 // formatTime is the stored form of times: RFC 3339 in UTC, to the nanosecond.

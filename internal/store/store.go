@@ -101,8 +101,7 @@ func (e *FieldError) Error() string {
 func (f Filter) Validate() error {
 	var errs []error
 	if f.Status != "" && !knownStatus(f.Status) {
-		errs = append(errs, &FieldError{Field: "Status", Value: f.Status, Message: fmt.Sprintf(
-			"not one of %s, %s, %s, %s", StatusOK, StatusMalformed, StatusError, StatusBlocked)})
+		errs = append(errs, &FieldError{Field: "Status", Value: f.Status, Message: "not one of " + statusList})
 	}
 	if f.Domain != "" {
 		d, err := labels.ParseDomain(f.Domain)

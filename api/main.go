@@ -162,7 +162,7 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.listen, err)
 	}
-	logger.Info("api serving", "dashboard", "http://"+ln.Addr().String()+"/", "temporal", common.TemporalAddress, "db", common.DB)
+	logger.Info("api serving", "dashboard", "http://"+ln.Addr().String()+"/", "temporal", common.TemporalAddress, "db", common.DBForLogs())
 	served := make(chan error, 1)
 	go func() { served <- httpServer.Serve(ln) }()
 	select {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -110,6 +111,14 @@ func (c *Common) Logger(w io.Writer) (*slog.Logger, error) {
 // LoadConfig loads and validates the config directory.
 func (c *Common) LoadConfig() (*config.Config, error) {
 	return config.Load(config.Options{Dir: c.ConfigDir})
+}
+
+// DBForLogs is --db as logs may show it: a URL's password is masked.
+func (c *Common) DBForLogs() string {
+	if u, err := url.Parse(c.DB); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return c.DB
 }
 
 // OpenStore opens the store the --db flag names.

@@ -103,6 +103,7 @@ type Server struct {
 	last     RequestInfo
 	seq      int // numbers response ids
 	rng      *rand.Rand
+	held     chan struct{} // non-nil while Hold holds the answers; closed by Release
 }
 
 type answerKey struct{ key, model, prompt string }
@@ -263,9 +264,15 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, wf wire) {
 		}
 	}
 	s.stats.ByKey[key] = ks
+	accepted := fault == nil && verdict.kind == failNone
 	s.mu.Unlock()
 
 	if !s.pause(r.Context()) {
+		if accepted {
+			s.mu.Lock()
+			s.stats.Abandoned++
+			s.mu.Unlock()
+		}
 		return
 	}
 	if fault != nil {
@@ -276,10 +283,38 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, wf wire) {
 		wf.writeError(w, c, verdict)
 		return
 	}
+	s.mu.Lock()
+	s.stats.Answered++
+	s.mu.Unlock()
 	wf.writeReply(w, r, c, normalReply(c), noFault)
 }
 
-// pause waits Latency plus jitter; false when the client left or the server is closing.
+// Hold makes every generate request, once its Latency has passed, wait before it is answered
+// until Release: the calls in flight stay in flight, and new ones join them, so a test can act
+// (kill a client, say) while it knows which calls are open. A held request whose client leaves
+// ends at once (an accepted one counts as Abandoned); Close ends them all. Holding twice is
+// holding once.
+func (s *Server) Hold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held == nil {
+		s.held = make(chan struct{})
+	}
+}
+
+// Release answers the requests Hold held, and lets later ones through. Without a Hold it does
+// nothing.
+func (s *Server) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held != nil {
+		close(s.held)
+		s.held = nil
+	}
+}
+
+// pause waits Latency plus jitter, then while Hold holds the answers; false when the client
+// left or the server is closing.
 func (s *Server) pause(ctx context.Context) bool {
 	d := s.opts.Latency
 	if s.opts.Jitter > 0 {
@@ -287,13 +322,33 @@ func (s *Server) pause(ctx context.Context) bool {
 		d += time.Duration(s.rng.Int64N(int64(s.opts.Jitter) + 1))
 		s.mu.Unlock()
 	}
-	if d <= 0 {
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		case <-s.closing:
+			return false
+		}
+	}
+	s.mu.Lock()
+	held := s.held
+	if held != nil {
+		s.stats.Held++
+	}
+	s.mu.Unlock()
+	if held == nil {
 		return true
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
+	defer func() {
+		s.mu.Lock()
+		s.stats.Held--
+		s.mu.Unlock()
+	}()
 	select {
-	case <-t.C:
+	case <-held:
 		return true
 	case <-ctx.Done():
 	case <-s.closing:

@@ -13,7 +13,14 @@ type Stats struct {
 	// Duplicates counts accepted requests whose (key, model, prompt) had already been
 	// accepted and answered before: work paid twice. The memory of answered work survives
 	// ResetStats, so a test can reset, restart a run and count repeats of earlier work.
-	Duplicates  int
+	Duplicates int
+	// Answered counts accepted requests that got to their normal reply (counted as it starts);
+	// Abandoned those whose client left (or the server closed) before that, during Latency or
+	// a Hold. Every accepted request that is not still waiting is one or the other, so the
+	// calls a client paid for and never got are Abandoned.
+	Answered, Abandoned int
+	// Held is the number of requests waiting in a Hold now (accepted or not).
+	Held        int
 	InFlight    int
 	MaxInFlight int
 }
@@ -41,9 +48,10 @@ func (s *Server) Stats() Stats {
 }
 
 // ResetStats zeroes the counters. Quota windows, queued faults and the memory of answered
-// work are kept; MaxInFlight restarts from the requests in flight now.
+// work are kept; Held and InFlight go on, and MaxInFlight restarts from the requests in
+// flight now.
 func (s *Server) ResetStats() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stats = Stats{ByKey: map[string]KeyStats{}, InFlight: s.stats.InFlight, MaxInFlight: s.stats.InFlight}
+	s.stats = Stats{ByKey: map[string]KeyStats{}, InFlight: s.stats.InFlight, MaxInFlight: s.stats.InFlight, Held: s.stats.Held}
 }

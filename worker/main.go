@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -48,6 +49,9 @@ type flags struct {
 	maxActivities int
 	healthListen  string
 	stopGrace     time.Duration
+	// Worker Versioning: both set, the worker polls as this version of the deployment.
+	deploymentName string
+	buildID        string
 }
 
 // parseFlags reads the command line, with MHA_* environment variables as defaults.
@@ -58,6 +62,8 @@ func parseFlags(args []string) (*flags, error) {
 	fs.IntVar(&f.maxActivities, "max-concurrent-activities", 0, "provider calls in flight on this worker; 0 = global.max_concurrent_activities of the config [MHA_MAX_CONCURRENT_ACTIVITIES]")
 	fs.StringVar(&f.healthListen, "health-listen", os.Getenv("MHA_HEALTH_LISTEN"), "host:port to serve /healthz and /readyz on, for orchestrators (port 0 picks a free one); empty serves none [MHA_HEALTH_LISTEN]")
 	fs.DurationVar(&f.stopGrace, "stop-grace", 0, "on SIGTERM or Ctrl-C, how long the samples in flight get to finish and be stored before the worker exits; 0 = request_timeout + 5s [MHA_STOP_GRACE]")
+	fs.StringVar(&f.deploymentName, "deployment-name", os.Getenv("MHA_DEPLOYMENT_NAME"), "Worker Versioning: the Temporal worker deployment this worker belongs to, with --build-id; unset, the worker is unversioned [MHA_DEPLOYMENT_NAME]")
+	fs.StringVar(&f.buildID, "build-id", os.Getenv("MHA_BUILD_ID"), "Worker Versioning: this build's ID within --deployment-name (such as a release tag or commit); a new build gets workflows once made current [MHA_BUILD_ID]")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -80,7 +86,41 @@ func parseFlags(args []string) (*flags, error) {
 	if f.stopGrace < 0 {
 		return nil, fmt.Errorf("--stop-grace %s: want 0 or more", f.stopGrace)
 	}
+	if err := f.validateVersioning(); err != nil {
+		return nil, err
+	}
 	return f, nil
+}
+
+// validateVersioning checks --deployment-name and --build-id: both or neither, and names the
+// server accepts.
+func (f *flags) validateVersioning() error {
+	f.deploymentName, f.buildID = strings.TrimSpace(f.deploymentName), strings.TrimSpace(f.buildID)
+	if (f.deploymentName == "") != (f.buildID == "") {
+		return fmt.Errorf("--deployment-name %q and --build-id %q (MHA_DEPLOYMENT_NAME, MHA_BUILD_ID) go together: "+
+			"give both to run versioned, or neither", f.deploymentName, f.buildID)
+	}
+	if strings.ContainsAny(f.deploymentName, ".:") {
+		return fmt.Errorf("--deployment-name %q: a deployment name cannot contain '.' or ':'", f.deploymentName)
+	}
+	if strings.HasPrefix(f.deploymentName, "__") || strings.HasPrefix(f.buildID, "__") {
+		return fmt.Errorf("--deployment-name %q, --build-id %q: neither can start with '__'", f.deploymentName, f.buildID)
+	}
+	return nil
+}
+
+// deploymentOptions turns Worker Versioning on when a deployment name and build ID are set:
+// workflows then run on the deployment's current build only, and move to a new one as
+// workflows.VersioningBehavior says. Without them the worker is unversioned.
+func (f *flags) deploymentOptions() worker.DeploymentOptions {
+	if f.deploymentName == "" {
+		return worker.DeploymentOptions{}
+	}
+	return worker.DeploymentOptions{
+		UseVersioning:             true,
+		Version:                   worker.WorkerDeploymentVersion{DeploymentName: f.deploymentName, BuildID: f.buildID},
+		DefaultVersioningBehavior: workflows.VersioningBehavior,
+	}
 }
 
 // grace is how long a stop waits for the samples in flight: --stop-grace, or by default the
@@ -135,6 +175,7 @@ func run(args []string) error {
 		// A killed worker's sticky workflow tasks (a quota pool's answer to the next
 		// reservation, among them) move to other workers after this, not after 5 s.
 		StickyScheduleToStartTimeout: time.Second,
+		DeploymentOptions:            f.deploymentOptions(),
 		OnFatalError: func(err error) {
 			select {
 			case fatal <- err:
@@ -175,8 +216,8 @@ func run(args []string) error {
 	}
 	life.set(polling)
 	logger.Info("Worker started", slog.String("temporal", common.TemporalAddress), slog.String("namespace", common.Namespace),
-		slog.String("task_queue", common.TaskQueue), slog.String("db", common.DB), slog.Int("max_concurrent_activities", *maxActivities),
-		slog.Duration("stop_grace", stopGrace))
+		slog.String("task_queue", common.TaskQueue), slog.String("db", common.DBForLogs()), slog.Int("max_concurrent_activities", *maxActivities),
+		slog.Duration("stop_grace", stopGrace), slog.String("deployment", f.deploymentName), slog.String("build_id", f.buildID))
 	select {
 	case sig := <-interrupt:
 		life.set(stopping)

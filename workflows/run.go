@@ -125,9 +125,18 @@ func (r *run) continueAsNewDue(ctx workflow.Context) bool {
 	return !r.stop && continueAsNewDue(ctx, maxHistoryEvents) && workflow.AllHandlersFinished(ctx)
 }
 
+// patchAtFinish is nil in every release. The upgrade end-to-end test builds a worker with
+// -tags mha_e2e_patched, whose patch_e2e.go sets it to a change of workflow code shipped
+// behind workflow.GetVersion, the way a real change to the run loop ships; runs that started
+// on the previous build reach it when they end on the patched one.
+var patchAtFinish func(ctx workflow.Context)
+
 // finish ends the run in a final status, once every control Update has its answer.
 func (r *run) finish(ctx workflow.Context, status string) (contract.Status, error) {
 	r.setStatus(ctx, status)
+	if patchAtFinish != nil {
+		patchAtFinish(ctx)
+	}
 	r.stopped = true
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	return r.status(ctx), nil

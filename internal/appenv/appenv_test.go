@@ -286,8 +286,8 @@ func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
 func TestDBForLogsMasksAPassword(t *testing.T) {
 	for dsn, want := range map[string]string{
 		"postgres://mha:s3cret@db:5432/mha?sslmode=disable": "postgres://mha:xxxxx@db:5432/mha?sslmode=disable",
-		"postgres://mha@db/mha":                              "postgres://mha@db/mha",
-		"data/mha.db":                                        "data/mha.db",
+		"postgres://mha@db/mha":                             "postgres://mha@db/mha",
+		"data/mha.db":                                       "data/mha.db",
 	} {
 		c := Common{DB: dsn}
 		if got := c.DBForLogs(); got != want || strings.Contains(got, "s3cret") {

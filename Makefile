@@ -40,9 +40,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzReadCSV$$' -fuzztime=$(FUZZTIME) ./internal/dataset
 	$(GO) test -run='^$$' -fuzz='^FuzzReadJSONL$$' -fuzztime=$(FUZZTIME) ./internal/dataset
 
-## bench: orchestration cost against a bare client and a bare loop, quota use against the limit, reserve Update rate
+## bench: orchestration cost against a bare client, quota use, reserve Update rate, live-event delay, idle-run cost, scale to 1 000 runs
 bench: $(TEMPORAL)
-	TEMPORAL_CLI=$(TEMPORAL) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 45m ./e2e
+	TEMPORAL_CLI=$(TEMPORAL) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e
 
 ## temporal: the temporal CLI (dev server + Web UI), v1.5.1 built from the module proxy, reused when present
 temporal: $(TEMPORAL)

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/uber-go/tally/v4"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -45,6 +46,13 @@ type Activities struct {
 	// (half edited, say) leaves the last good one in use.
 	Reload func() (*config.Config, error)
 
+	// Metrics receives the platform's series (calls, outcomes, stored annotations, quota
+	// waits); nil records none.
+	Metrics tally.Scope
+
+	meterOnce sync.Once
+	meters    *meters
+
 	mu        sync.Mutex
 	providers map[string]llm.Provider  // by providerKey
 	latency   map[string]time.Duration // by annotator: recent call duration, for sizing reservations
@@ -59,6 +67,12 @@ type Limiter interface {
 	Reserve(ctx context.Context, pool string, ask contract.Ask, horizon time.Duration, limits contract.QuotaLimits) (slots []time.Time, exhaustedUntil time.Time, err error)
 	// Penalize tells the pool the provider answered 429: nothing is granted until until.
 	Penalize(ctx context.Context, pool string, until time.Time, by string) error
+}
+
+// meter returns the worker's series.
+func (a *Activities) meter() *meters {
+	a.meterOnce.Do(func() { a.meters = newMeters(a.Metrics) })
+	return a.meters
 }
 
 // config returns the config for the next batch.

@@ -81,10 +81,11 @@ func (a *Activities) newBatch(ctx context.Context, in contract.BatchInput) (*bat
 		return nil, nonRetryable(err.Error(), contract.ErrPromptMissing, info.Attempt)
 	}
 	b.resume()
+	a.meter().prepare(b.ann.ID, string(in.Domain), b.ann.Provider, b.ann.ModelName)
 	// A paid call is always preceded by the question whether the run was paused or stopped;
 	// free offline samples ask at most every ControlInterval.
 	b.gate = &control{interval: a.ControlInterval, always: b.ann.Provider != config.ProviderOffline}
-	b.deadline = newProgressDeadline(ctx, info.HeartbeatTimeout)
+	b.deadline = newProgressDeadline(ctx, info.HeartbeatTimeout, func() { a.meter().deadlineCut(in.Annotator, string(in.Domain)) })
 	return b, nil
 }
 
@@ -253,6 +254,7 @@ func (b *batch) settleSample(s store.Sample, left int) (*contract.Wait, error) {
 		return nil, fmt.Errorf("store annotation of sample %s: %w", s.ID, err)
 	}
 	b.deadline.progress()
+	b.a.meter().stored(result)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.stored++
@@ -329,9 +331,16 @@ func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.
 			return store.Annotation{}, wait, err
 		}
 		b.deadline.progress()
+		m := b.a.meter()
+		m.callStarted(b.ann.Provider)
+		called := time.Now()
 		// Each streamed chunk is progress: the call is alive even before the sample is stored.
 		resp, err := complete(llm.WithProgress(b.deadline.ctx, b.deadline.progress), b.provider, req, callTimeout(b.g), slot)
 		slot.release()
+		took := time.Since(called)
+		if err != nil {
+			m.callEnded(b.ann.Provider, b.ann.ModelName, took, outcomeOf(err))
+		}
 		// From one slot to the next: the call, and the wait for a call slot before it.
 		b.a.observe(b.ann.ID, time.Since(cycle))
 		if cause := context.Cause(b.deadline.ctx); cause != nil && err != nil {
@@ -364,6 +373,7 @@ func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.
 			return store.Annotation{}, nil, batchError(s.ID, err, b.info.Attempt)
 		}
 		outcome := labels.Parse(b.in.Domain, resp.Text)
+		m.callEnded(b.ann.Provider, b.ann.ModelName, took, replyOutcome(outcome))
 		result.RawReply, result.Label = resp.Text, outcome.Label
 		result.ParseError, result.ValidityError = outcome.ParseError, outcome.ValidityError
 		result.InputTokens += resp.InputTokens
@@ -381,6 +391,7 @@ func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.
 			return result, nil, nil
 		}
 		reasks++
+		m.reask(b.ann.ID, string(b.in.Domain))
 		b.mu.Lock()
 		if b.cp.Carry.Reasks == nil {
 			b.cp.Carry.Reasks = map[string]int{}

@@ -153,7 +153,11 @@ func (b *batch) reserve(req llm.Request, count int) <-chan reservation {
 		Tokens: len(req.Prompt)/4 + b.g.MaxOutputTokens} // about four characters a token, plus the reply budget
 	asked := time.Now()
 	go func() {
-		slots, exhausted, err := b.a.Limiter.Reserve(b.ctx, b.ann.QuotaPool, ask, horizon(b.g), b.ann.QuotaLimits(b.g))
+		limits := b.ann.QuotaLimits(b.g)
+		slots, exhausted, err := b.a.Limiter.Reserve(b.ctx, b.ann.QuotaPool, ask, horizon(b.g), limits)
+		if err == nil {
+			b.a.meter().quotaGranted(b.ann.QuotaPool, len(slots), limits.RequestsPerMinute)
+		}
 		ch <- reservation{slots: slots, exhausted: exhausted, asked: asked, err: err}
 	}()
 	return ch
@@ -163,6 +167,7 @@ func (b *batch) reserve(req llm.Request, count int) <-chan reservation {
 // used up, and waits until the slot starts. A slot beyond the horizon ends the batch: the
 // run sleeps until shortly before it, and the pool keeps it for the run meanwhile.
 func (b *batch) awaitSlot(req llm.Request, left int) (time.Time, *contract.Wait, error) {
+	began := time.Now()
 	b.slotMu.Lock()
 	at, wait, err := b.takeSlot(req, left)
 	b.slotMu.Unlock()
@@ -174,6 +179,7 @@ func (b *batch) awaitSlot(req llm.Request, left int) (time.Time, *contract.Wait,
 			return time.Time{}, nil, err
 		}
 	}
+	b.a.meter().quotaWaited(b.ann.QuotaPool, time.Since(began))
 	return at, nil, nil
 }
 
@@ -315,11 +321,17 @@ type progressDeadline struct {
 	limit  time.Duration
 }
 
-func newProgressDeadline(parent context.Context, limit time.Duration) *progressDeadline {
+// onCut is called when the deadline cuts the batch's calls.
+func newProgressDeadline(parent context.Context, limit time.Duration, onCut func()) *progressDeadline {
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
 	d := &progressDeadline{ctx: ctx, cancel: cancel, limit: limit}
 	if limit > 0 {
-		d.timer = time.AfterFunc(limit, func() { cancel(errNoProgress) })
+		d.timer = time.AfterFunc(limit, func() {
+			if ctx.Err() == nil {
+				onCut()
+			}
+			cancel(errNoProgress)
+		})
 	}
 	return d
 }

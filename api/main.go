@@ -116,7 +116,9 @@ func run(args []string) error {
 		return err
 	}
 	defer st.Close()
-	cl, err := common.Dial(ctx, logger, client.Options{})
+	scope, metricsPage, closeMetrics := metrics.New(logger)
+	defer closeMetrics.Close()
+	cl, err := common.Dial(ctx, logger, client.Options{MetricsHandler: metrics.SDKHandler(scope)})
 	if err != nil {
 		return err
 	}
@@ -126,8 +128,6 @@ func run(args []string) error {
 		logger.Warn("search attributes could not be registered; run states are polled instead", "error", err)
 	}
 
-	scope, metricsPage, closeMetrics := metrics.New()
-	defer closeMetrics.Close()
 	loadConfig := func() (*config.Config, error) { return common.LoadConfig() }
 	hub := events.New(events.Options{
 		Store:          st,
@@ -147,6 +147,7 @@ func run(args []string) error {
 		Scope:     scope,
 		Metrics:   metricsPage,
 		ConfigDir: common.ConfigDir,
+		KeysFile:  common.KeysFile,
 		Namespace: common.Namespace,
 		TaskQueue: common.TaskQueue,
 		Client:    cl,

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/uber-go/tally/v4"
 	"go.temporal.io/sdk/client"
 
 	"github.com/mhannotator/mha/activities"
@@ -75,4 +76,27 @@ func slotsWedged(r activities.SlotReport) error {
 	}
 	return fmt.Errorf("wedged: %d provider calls have held their call slot longer than %s (a call's budget plus %s) without returning, "+
 		"as many as the worker's %d call slots; restart the worker, nothing is lost", r.Stuck, r.Limit, wedgeMargin, r.Slots)
+}
+
+// wedgedEvery is how often the wedged-slot gauge is brought up to date.
+const wedgedEvery = 5 * time.Second
+
+// reportWedged keeps mha_worker_wedged_slots at the number of call slots held past their
+// budget, the figure /healthz fails on; the returned func stops it.
+func reportWedged(scope tally.Scope, slots func(margin time.Duration) activities.SlotReport) (stop func()) {
+	gauge := scope.Gauge("mha_worker_wedged_slots")
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(wedgedEvery)
+		defer t.Stop()
+		for {
+			gauge.Update(float64(slots(wedgeMargin).Stuck))
+			select {
+			case <-t.C:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }

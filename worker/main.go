@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/mhannotator/mha/internal/config"
 	"github.com/mhannotator/mha/internal/health"
 	"github.com/mhannotator/mha/internal/llm"
+	"github.com/mhannotator/mha/internal/metrics"
 	"github.com/mhannotator/mha/internal/prompts"
 	"github.com/mhannotator/mha/internal/runs"
 	"github.com/mhannotator/mha/workflows"
@@ -60,7 +62,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs := pflag.NewFlagSet("worker", pflag.ContinueOnError)
 	f.common.Register(fs)
 	fs.IntVar(&f.maxActivities, "max-concurrent-activities", 0, "provider calls in flight on this worker; 0 = global.max_concurrent_activities of the config [MHA_MAX_CONCURRENT_ACTIVITIES]")
-	fs.StringVar(&f.healthListen, "health-listen", os.Getenv("MHA_HEALTH_LISTEN"), "host:port to serve /healthz and /readyz on, for orchestrators (port 0 picks a free one); empty serves none [MHA_HEALTH_LISTEN]")
+	fs.StringVar(&f.healthListen, "health-listen", os.Getenv("MHA_HEALTH_LISTEN"), "host:port to serve /healthz, /readyz (for orchestrators) and /metrics (Prometheus) on (port 0 picks a free one); empty serves none [MHA_HEALTH_LISTEN]")
 	fs.DurationVar(&f.stopGrace, "stop-grace", 0, "on SIGTERM or Ctrl-C, how long the samples in flight get to finish and be stored before the worker exits; 0 = request_timeout + 5s [MHA_STOP_GRACE]")
 	fs.StringVar(&f.deploymentName, "deployment-name", os.Getenv("MHA_DEPLOYMENT_NAME"), "Worker Versioning: the Temporal worker deployment this worker belongs to, with --build-id; unset, the worker is unversioned [MHA_DEPLOYMENT_NAME]")
 	fs.StringVar(&f.buildID, "build-id", os.Getenv("MHA_BUILD_ID"), "Worker Versioning: this build's ID within --deployment-name (such as a release tag or commit); a new build gets workflows once made current [MHA_BUILD_ID]")
@@ -158,7 +160,9 @@ func run(args []string) error {
 		return err
 	}
 	defer st.Close()
-	c, err := common.Dial(ctx, logger, client.Options{})
+	scope, metricsPage, closeMetrics := metrics.New(logger)
+	defer closeMetrics.Close()
+	c, err := common.Dial(ctx, logger, client.Options{MetricsHandler: metrics.SDKHandler(scope)})
 	if err != nil {
 		return err
 	}
@@ -190,6 +194,7 @@ func run(args []string) error {
 		Reload:          common.LoadConfig,
 		Prompts:         prompts.Library{Dir: filepath.Join(common.ConfigDir, "prompts")},
 		ControlInterval: controlInterval,
+		Metrics:         scope,
 		CallSlots:       make(chan struct{}, *maxActivities),
 		Limiter:         &runs.QuotaClient{Client: c, TaskQueue: common.TaskQueue},
 	}
@@ -200,13 +205,18 @@ func run(args []string) error {
 
 	var life lifecycle
 	if f.healthListen != "" {
-		hs, err := health.Serve(f.healthListen, healthHandler(c, acts.CallSlotReport, &life), logger)
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metricsPage)
+		mux.Handle("/", healthHandler(c, acts.CallSlotReport, &life))
+		hs, err := health.Serve(f.healthListen, mux, logger)
 		if err != nil {
 			return err
 		}
 		defer hs.Close()
 		logger.Info("Health endpoints serving", slog.String("healthz", "http://"+hs.Addr().String()+"/healthz"),
-			slog.String("readyz", "http://"+hs.Addr().String()+"/readyz"))
+			slog.String("readyz", "http://"+hs.Addr().String()+"/readyz"), slog.String("metrics", "http://"+hs.Addr().String()+"/metrics"))
+		stopGauge := reportWedged(scope, acts.CallSlotReport)
+		defer stopGauge()
 	}
 
 	// Signals are caught from here on: a SIGTERM while the worker starts stops it once started.

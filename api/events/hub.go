@@ -54,7 +54,8 @@ type Options struct {
 	// (see websocket.AcceptOptions).
 	OriginPatterns []string
 	Logger         *slog.Logger
-	// Scope counts the hub's Temporal calls by operation; nil counts them only in TemporalCalls.
+	// Scope counts the hub's Temporal calls by operation and holds the run gauges (gauges.go);
+	// nil counts the calls only in TemporalCalls.
 	Scope tally.Scope
 
 	StorePoll         time.Duration // 25 ms: the store's change feed
@@ -287,7 +288,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		return nil // ctx ended while loading
 	}
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){h.tailLoop, h.refreshLoop, h.configLoop, h.countLoop, h.quotaLoop} {
+	for _, loop := range []func(context.Context){h.tailLoop, h.refreshLoop, h.configLoop, h.countLoop, h.quotaLoop, h.gaugeLoop} {
 		wg.Go(func() { loop(ctx) })
 	}
 	wg.Go(func() { h.visibilityLoop(ctx, start.Add(-h.o.VisibilityOverlap)) })

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -162,7 +161,7 @@ func (s *Server) writeKeys(files configFiles, keys *jsonFields, annotator string
 	case err != nil:
 		return huma.Error500InternalServerError("checking the API keys failed")
 	}
-	if err := writeFileAtomic(filepath.Join(s.configDir(), config.KeysFile), data, 0o600); err != nil {
+	if err := writeFileAtomic(s.keysPath(), data, 0o600); err != nil {
 		return huma.Error500InternalServerError("writing " + config.KeysFile + ": " + err.Error())
 	}
 	return nil

@@ -32,6 +32,7 @@ import (
 // Options are what the server needs; zero values are documented per field.
 type Options struct {
 	ConfigDir string
+	KeysFile  string // the API keys file; "" means api_keys.json in ConfigDir
 	Namespace string
 	TaskQueue string
 	Client    client.Client
@@ -304,7 +305,7 @@ func (s *Server) ready(c *gin.Context) {
 
 // config reads the config files as they are now: the api may have changed them, or a person.
 func (s *Server) config() (*config.Config, error) {
-	return config.Load(config.Options{Dir: s.o.ConfigDir, Getenv: s.o.Getenv})
+	return config.Load(config.Options{Dir: s.o.ConfigDir, Keys: s.o.KeysFile, Getenv: s.o.Getenv})
 }
 
 // controller steers runs with cfg.

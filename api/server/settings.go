@@ -456,6 +456,14 @@ func (s *Server) configDir() string {
 	return s.o.ConfigDir
 }
 
+// keysPath is the API keys file.
+func (s *Server) keysPath() string {
+	if s.o.KeysFile != "" {
+		return s.o.KeysFile
+	}
+	return filepath.Join(s.configDir(), config.KeysFile)
+}
+
 // configFiles are the config files' contents; keys is nil when there is no keys file.
 type configFiles struct {
 	settings, keys []byte
@@ -468,7 +476,7 @@ func (s *Server) readConfigFiles() (configFiles, error) {
 	if err != nil {
 		return configFiles{}, huma.Error503ServiceUnavailable("the config on disk cannot be used: reading settings: " + err.Error())
 	}
-	keys, err := os.ReadFile(filepath.Join(s.configDir(), config.KeysFile))
+	keys, err := os.ReadFile(s.keysPath())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return configFiles{}, huma.Error503ServiceUnavailable("the config on disk cannot be used: reading API keys: " + err.Error())
 	}

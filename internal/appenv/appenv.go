@@ -29,6 +29,7 @@ import (
 // same names as MHA_* environment variables.
 type Common struct {
 	ConfigDir       string
+	KeysFile        string
 	DB              string
 	TemporalAddress string
 	Namespace       string
@@ -57,6 +58,7 @@ const APIKeyEnv = "MHA_TEMPORAL_API_KEY"
 // Register adds the common flags to fs, with defaults taken from the environment.
 func (c *Common) Register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ConfigDir, "config", env("MHA_CONFIG", config.DefaultDir), "config directory (settings.json, api_keys.json, prompts/) [MHA_CONFIG]")
+	fs.StringVar(&c.KeysFile, "keys-file", env("MHA_KEYS_FILE", ""), "API keys file (a JSON object such as {\"annotator_1\": \"...\"}), for keys kept apart from the config, as a mounted secret; empty = api_keys.json in --config [MHA_KEYS_FILE]")
 	fs.StringVar(&c.DB, "db", env("MHA_DB", store.DefaultDSN), "store DSN: an SQLite file path or sqlite:PATH, or a PostgreSQL URL postgres://user@host:5432/db (optional ?search_path=schema) [MHA_DB]")
 	fs.StringVar(&c.TemporalAddress, "temporal-address", env("MHA_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port [MHA_TEMPORAL_ADDRESS]")
 	fs.StringVar(&c.Namespace, "namespace", env("MHA_NAMESPACE", "default"), "Temporal namespace [MHA_NAMESPACE]")
@@ -110,7 +112,7 @@ func (c *Common) Logger(w io.Writer) (*slog.Logger, error) {
 
 // LoadConfig loads and validates the config directory.
 func (c *Common) LoadConfig() (*config.Config, error) {
-	return config.Load(config.Options{Dir: c.ConfigDir})
+	return config.Load(config.Options{Dir: c.ConfigDir, Keys: c.KeysFile})
 }
 
 // DBForLogs is --db as logs may show it: a URL's password is masked.

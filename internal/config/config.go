@@ -156,6 +156,7 @@ type Run struct {
 // Options says where Load reads from.
 type Options struct {
 	Dir    string              // config directory; "" means DefaultDir
+	Keys   string              // API keys file; "" means Dir/api_keys.json
 	Getenv func(string) string // nil means os.Getenv
 }
 
@@ -172,7 +173,10 @@ func Load(opts Options) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading settings: %w", err)
 	}
-	keysPath := filepath.Join(dir, KeysFile)
+	keysPath := opts.Keys
+	if keysPath == "" {
+		keysPath = filepath.Join(dir, KeysFile)
+	}
 	keys, err := os.ReadFile(keysPath)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("reading API keys: %w", err)

@@ -831,6 +831,38 @@ func TestLoadReadsTheConfigDirectory(t *testing.T) {
 	}
 }
 
+// A keys file kept apart from the config (a mounted secret) is read instead of the one in the
+// directory, and its errors name it.
+func TestLoadReadsAKeysFileElsewhere(t *testing.T) {
+	dir, secrets := t.TempDir(), t.TempDir()
+	settings := `{"global": {"provider": "gemini"}, "annotators": {"7": {"urgency": {"enabled": true, "target_count": 1}}}}`
+	if err := os.WriteFile(filepath.Join(dir, SettingsFile), []byte(settings), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, KeysFile), []byte(`{"annotator_7": "key-in-the-config-dir"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(secrets, "api_keys")
+	if err := os.WriteFile(secret, []byte(`{"annotator_7": "key-from-the-secret"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(Options{Dir: dir, Keys: secret, Getenv: noEnv})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if a, _ := cfg.Annotator("7"); a.APIKey.Reveal() != "key-from-the-secret" {
+		t.Errorf("key = %v, want the secret's", a.APIKey)
+	}
+	if err := os.WriteFile(secret, []byte(`{`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(Options{Dir: dir, Keys: secret, Getenv: noEnv})
+	var se *SyntaxError
+	if !errors.As(err, &se) || se.File != secret {
+		t.Errorf("want a syntax error naming %s, got %v", secret, err)
+	}
+}
+
 func TestLoadNamesTheFilesInItsErrors(t *testing.T) {
 	dir := t.TempDir()
 	keysPath := filepath.Join(dir, KeysFile)

@@ -37,6 +37,12 @@ const (
 	MaxTokensEmpty Kind = "max_tokens_empty"
 )
 
+// Causes of an Unavailable error, for the outcome classes of the metrics.
+var (
+	ErrStalled = errors.New("stream stalled")
+	ErrTimeout = errors.New("request timeout")
+)
+
 // Error is a classified provider failure. It never holds the API key.
 type Error struct {
 	Kind       Kind

@@ -152,6 +152,7 @@ func (call *Call) Fail(err error) error {
 	if call.reqCtx.Err() != nil {
 		e.Message = fmt.Sprintf("no complete reply after %s (request timeout %s)",
 			time.Since(call.start).Round(time.Millisecond), call.client.RequestTimeout)
+		e.Err = fmt.Errorf("%w: %w", llm.ErrTimeout, err)
 	}
 	return e
 }

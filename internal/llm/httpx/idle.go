@@ -52,5 +52,5 @@ func (ir *idleReader) Close() error {
 }
 
 func (ir *idleReader) stallError() error {
-	return &llm.Error{Kind: llm.Unavailable, Message: fmt.Sprintf("stream stalled: no data for %s", ir.idle)}
+	return &llm.Error{Kind: llm.Unavailable, Message: fmt.Sprintf("stream stalled: no data for %s", ir.idle), Err: llm.ErrStalled}
 }

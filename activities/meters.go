@@ -1,0 +1,158 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/uber-go/tally/v4"
+
+	"github.com/mhannotator/mha/internal/labels"
+	"github.com/mhannotator/mha/internal/llm"
+	"github.com/mhannotator/mha/internal/metrics"
+	"github.com/mhannotator/mha/internal/store"
+)
+
+// Outcome classes of a provider call, the values of mha_provider_outcomes_total's outcome
+// label: a small fixed set, so dashboards can name them.
+const (
+	OutcomeOK                = "ok"
+	OutcomeRateLimitedMinute = "rate_limited_minute"
+	OutcomeRateLimitedDay    = "rate_limited_day"
+	OutcomeInvalidKey        = "invalid_key"
+	OutcomeServerError       = "server_error"
+	OutcomeTimeout           = "timeout"
+	OutcomeStalledStream     = "stalled_stream"
+	OutcomeNetwork           = "network"
+	OutcomeBlocked           = "blocked"
+	OutcomeMalformed         = "malformed"
+	OutcomeRejected          = "rejected" // the request itself was refused (400, unknown model, empty at max tokens)
+	OutcomeOther             = "other"
+)
+
+// meters records the platform's series of one worker. Labels are annotators, domains,
+// providers, models, pools and fixed classes: never samples, texts or keys.
+type meters struct {
+	scope tally.Scope
+
+	mu       sync.Mutex
+	inFlight map[string]int // provider calls in flight, by provider
+}
+
+func newMeters(scope tally.Scope) *meters {
+	if scope == nil {
+		scope = tally.NoopScope
+	}
+	return &meters{scope: scope, inFlight: map[string]int{}}
+}
+
+// outcomes are every outcome class, for prepare.
+var outcomes = []string{OutcomeOK, OutcomeRateLimitedMinute, OutcomeRateLimitedDay, OutcomeInvalidKey, OutcomeServerError,
+	OutcomeTimeout, OutcomeStalledStream, OutcomeNetwork, OutcomeBlocked, OutcomeMalformed, OutcomeRejected, OutcomeOther}
+
+// prepare creates a batch's counters at zero, so a rate over them exists before the first
+// event and a dashboard shows 0 rather than no data.
+func (m *meters) prepare(annotator, domain, provider, model string) {
+	run := m.scope.Tagged(map[string]string{"annotator": annotator, "domain": domain})
+	run.Counter("mha_reasks_total")
+	run.Counter("mha_deadline_cuts_total")
+	by := m.scope.Tagged(map[string]string{"provider": provider, "model": model})
+	for _, o := range outcomes {
+		by.Tagged(map[string]string{"outcome": o}).Counter("mha_provider_outcomes_total")
+	}
+}
+
+// stored counts one stored annotation and its tokens.
+func (m *meters) stored(a store.Annotation) {
+	m.scope.Tagged(map[string]string{"annotator": a.Annotator, "domain": a.Domain, "status": a.Status}).
+		Counter("mha_annotations_stored_total").Inc(1)
+	by := m.scope.Tagged(map[string]string{"annotator": a.Annotator})
+	by.Counter("mha_tokens_input_total").Inc(int64(a.InputTokens))
+	by.Counter("mha_tokens_output_total").Inc(int64(a.OutputTokens))
+}
+
+// callStarted and callEnded bracket one provider call; callEnded records its latency and class.
+func (m *meters) callStarted(provider string) {
+	m.mu.Lock()
+	m.inFlight[provider]++
+	n := m.inFlight[provider]
+	m.mu.Unlock()
+	m.scope.Tagged(map[string]string{"provider": provider}).Gauge("mha_provider_calls_in_flight").Update(float64(n))
+}
+
+func (m *meters) callEnded(provider, model string, took time.Duration, outcome string) {
+	m.mu.Lock()
+	m.inFlight[provider]--
+	n := m.inFlight[provider]
+	m.mu.Unlock()
+	m.scope.Tagged(map[string]string{"provider": provider}).Gauge("mha_provider_calls_in_flight").Update(float64(n))
+	by := m.scope.Tagged(map[string]string{"provider": provider, "model": model})
+	by.Histogram("mha_provider_request_duration_seconds", metrics.LatencyBuckets).RecordValue(took.Seconds())
+	by.Tagged(map[string]string{"outcome": outcome}).Counter("mha_provider_outcomes_total").Inc(1)
+}
+
+func (m *meters) reask(annotator, domain string) {
+	m.scope.Tagged(map[string]string{"annotator": annotator, "domain": domain}).Counter("mha_reasks_total").Inc(1)
+}
+
+func (m *meters) deadlineCut(annotator, domain string) {
+	m.scope.Tagged(map[string]string{"annotator": annotator, "domain": domain}).Counter("mha_deadline_cuts_total").Inc(1)
+}
+
+// quotaWaited records how long a call waited for its quota slot.
+func (m *meters) quotaWaited(pool string, took time.Duration) {
+	m.scope.Tagged(map[string]string{"pool": pool}).Histogram("mha_quota_wait_seconds", metrics.LatencyBuckets).RecordValue(took.Seconds())
+}
+
+// quotaGranted records a reservation's answer and the pool's limit it was asked under.
+func (m *meters) quotaGranted(pool string, granted, perMinute int) {
+	by := m.scope.Tagged(map[string]string{"pool": pool})
+	by.Counter("mha_quota_granted_total").Inc(int64(granted))
+	by.Gauge("mha_quota_limit_requests_per_minute").Update(float64(perMinute))
+}
+
+// replyOutcome classifies an answered call by whether its reply parsed.
+func replyOutcome(o labels.Outcome) string {
+	if o.OK() {
+		return OutcomeOK
+	}
+	return OutcomeMalformed
+}
+
+// outcomeOf classifies a call's error (nil: answered) for mha_provider_outcomes_total.
+func outcomeOf(err error) string {
+	if err == nil {
+		return OutcomeOK
+	}
+	var e *llm.Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return OutcomeTimeout
+		}
+		return OutcomeOther
+	}
+	switch e.Kind {
+	case llm.RateLimited:
+		return OutcomeRateLimitedMinute
+	case llm.DailyQuota, llm.NoQuota:
+		return OutcomeRateLimitedDay
+	case llm.InvalidKey:
+		return OutcomeInvalidKey
+	case llm.Blocked:
+		return OutcomeBlocked
+	case llm.BadRequest, llm.ModelNotFound, llm.MaxTokensEmpty:
+		return OutcomeRejected
+	case llm.Unavailable:
+		switch {
+		case e.StatusCode >= 500:
+			return OutcomeServerError
+		case errors.Is(err, llm.ErrStalled):
+			return OutcomeStalledStream
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, llm.ErrTimeout):
+			return OutcomeTimeout
+		}
+		return OutcomeNetwork
+	}
+	return OutcomeOther
+}

@@ -150,7 +150,7 @@ type reservation struct {
 func (b *batch) reserve(req llm.Request, count int) <-chan reservation {
 	ch := make(chan reservation, 1)
 	ask := contract.Ask{Requester: b.info.WorkflowExecution.ID, Count: count,
-		Tokens: len(req.Prompt)/4 + b.g.MaxOutputTokens} // about four characters a token, plus the reply budget
+		Tokens: llm.ApproxTokens(req.Prompt) + b.g.MaxOutputTokens} // the prompt and the reply budget
 	asked := time.Now()
 	go func() {
 		limits := b.ann.QuotaLimits(b.g)

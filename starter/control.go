@@ -29,14 +29,18 @@ func controlCommand(name, summary, about, example string) command {
 		flags: func(fs *pflag.FlagSet) func(context.Context, *invocation) error {
 			var sel runs.Selector
 			addSelector(fs, &sel)
+			var dry bool
+			if name == "start" {
+				fs.BoolVar(&dry, "dry-run", false, "start nothing: print the tokens and cost the selected runs' remaining samples are expected to take")
+			}
 			return func(ctx context.Context, in *invocation) error {
-				return runControl(ctx, in, name, sel)
+				return runControl(ctx, in, name, sel, dry)
 			}
 		},
 	}
 }
 
-func runControl(ctx context.Context, in *invocation, name string, sel runs.Selector) error {
+func runControl(ctx context.Context, in *invocation, name string, sel runs.Selector, dry bool) error {
 	if err := in.noArgs(); err != nil {
 		return err
 	}
@@ -52,6 +56,9 @@ func runControl(ctx context.Context, in *invocation, name string, sel runs.Selec
 			fmt.Fprintln(in.stderr, "starter: no run is enabled in the config; nothing to do")
 			return nil
 		}
+	}
+	if dry {
+		return dryRun(ctx, in, ctl, pairs)
 	}
 
 	cl, err := in.dial(ctx)

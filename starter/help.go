@@ -57,6 +57,7 @@ var commands = []command{
 	quotaCommand,
 	testKeyCommand,
 	exportCommand,
+	costCommand,
 }
 
 func lookup(name string) (command, bool) {

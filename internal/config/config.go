@@ -64,6 +64,19 @@ var (
 type Config struct {
 	Global     Global
 	Annotators []Annotator // numeric ID order when all IDs are integers, else lexical
+	// Prices are what each model costs, by model name, for cost reports and estimates.
+	Prices map[string]Price
+}
+
+// Price is a model's price in US dollars per million tokens.
+type Price struct {
+	InputPerMillion  float64
+	OutputPerMillion float64
+}
+
+// Cost is what tokens cost at p.
+func (p Price) Cost(input, output int64) float64 {
+	return (float64(input)*p.InputPerMillion + float64(output)*p.OutputPerMillion) / 1e6
 }
 
 // Global holds the settings shared by all annotators.
@@ -212,12 +225,15 @@ func parse(settings, keysFile []byte, getenv func(string) string, settingsName, 
 		if raw, ok := root.take("global"); ok {
 			cfg.Global = decodeGlobal(raw, &probs)
 		}
+		if raw, ok := root.take("prices"); ok {
+			cfg.Prices = decodePrices(raw, &probs)
+		}
 		if raw, ok := root.take("annotators"); ok {
 			cfg.Annotators = decodeAnnotators(raw, cfg.Global, &probs)
 		} else {
 			probs.add("annotators", nil, "is missing: list the annotators, e.g. {\"1\": {\"urgency\": {\"enabled\": true, \"target_count\": 10}}}")
 		}
-		root.unknown([]string{"global", "annotators"})
+		root.unknown([]string{"global", "annotators", "prices"})
 	}
 	if hasKeys {
 		applyKeyFile(cfg.Annotators, keysFile, &probs)
@@ -359,6 +375,46 @@ func decodeGlobal(raw json.RawMessage, probs *problems) Global {
 }
 
 var annotatorFields = []string{"quota_pool", "model_name", "provider", "base_url", "requests_per_minute", "requests_per_day", "tokens_per_minute"}
+
+// maxPrice bounds a price per million tokens: far above any model's, low enough to catch a
+// price per token written as per million by mistake the other way round.
+const maxPrice = 10000
+
+// decodePrices reads {"model": {"input_per_million": 0.3, "output_per_million": 2.5}}.
+func decodePrices(raw json.RawMessage, probs *problems) map[string]Price {
+	o, ok := decodeObject("prices", raw, probs)
+	if !ok {
+		return nil
+	}
+	out := map[string]Price{}
+	models := make([]string, 0, len(o.fields))
+	for model := range o.fields {
+		models = append(models, model)
+	}
+	slices.Sort(models) // problems in a stable order
+	for _, model := range models {
+		raw, _ := o.take(model)
+		if strings.TrimSpace(model) == "" {
+			probs.add(o.fieldPath(model), model, "a price needs a model name")
+			continue
+		}
+		p, ok := decodeObject(o.fieldPath(model), raw, probs)
+		if !ok {
+			continue
+		}
+		for _, name := range []string{"input_per_million", "output_per_million"} {
+			if _, given := p.fields[name]; !given {
+				p.fail(name, nil, "is missing: the price in US dollars per million %s tokens", strings.TrimSuffix(name, "_per_million"))
+			}
+		}
+		out[model] = Price{
+			InputPerMillion:  p.number("input_per_million", 0, maxPrice, 0),
+			OutputPerMillion: p.number("output_per_million", 0, maxPrice, 0),
+		}
+		p.unknown([]string{"input_per_million", "output_per_million"})
+	}
+	return out
+}
 
 func decodeAnnotators(raw json.RawMessage, g Global, probs *problems) []Annotator {
 	o, ok := decodeObject("annotators", raw, probs)

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -406,7 +407,7 @@ func TestAllProblemsAreReportedTogetherInOneError(t *testing.T) {
 		`annotators.1.therapeutic.enabled: expected a boolean (true or false), got "yes"`,
 		`annotators.1.quota_pool: "a b" is not a valid quota pool name (want 1 to 64 of A-Z, a-z, 0-9, _, . and -)`,
 		`annotators.3.urgency.target_count: 200000 is out of range (allowed 0..100000)`,
-		`extra: unknown field (allowed: global, annotators)`,
+		`extra: unknown field (allowed: global, annotators, prices)`,
 	}
 	if got := problemsOf(t, err); !reflect.DeepEqual(got, want) {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -592,7 +593,13 @@ func TestUnknownFieldsAreRejectedWithTheirPath(t *testing.T) {
 	domainsAndFields := "urgency, therapeutic, intensity, adjunct, modality, redressal, quota_pool, model_name, provider, base_url, requests_per_minute, requests_per_day, tokens_per_minute"
 	cases := []rejectCase{
 		{"an unknown top-level key", `{"annotators": {}, "globals": {}}`,
-			"globals: unknown field (allowed: global, annotators)"},
+			"globals: unknown field (allowed: global, annotators, prices)"},
+		{"a price without its output price", `{"annotators": {}, "prices": {"m-1": {"input_per_million": 0.3}}}`,
+			"prices.m-1.output_per_million: is missing: the price in US dollars per million output tokens"},
+		{"a negative price", `{"annotators": {}, "prices": {"m-1": {"input_per_million": -1, "output_per_million": 2}}}`,
+			"prices.m-1.input_per_million: -1 is out of range (allowed 0..10000)"},
+		{"an unknown price field", `{"annotators": {}, "prices": {"m-1": {"input_per_million": 1, "output_per_million": 2, "per_call": 1}}}`,
+			"prices.m-1.per_call: unknown field (allowed: input_per_million, output_per_million)"},
 		{"an unknown global key", `{"global": {"batchsize": 5}, "annotators": {}}`,
 			"global.batchsize: unknown field (allowed: " + strings.Join(globalFields, ", ") + ")"},
 		{"an unknown annotator key", `{"annotators": {"1": {"colour": "red"}}}`,
@@ -602,7 +609,7 @@ func TestUnknownFieldsAreRejectedWithTheirPath(t *testing.T) {
 		{"an unknown key inside a domain", `{"annotators": {"1": {"urgency": {"enabled": true, "target": 5}}}}`,
 			"annotators.1.urgency.target: unknown field (allowed: enabled, target_count)"},
 		{"a key with a newline is quoted so the message stays on one line", `{"annotators": {}, "a\nb": 1}`,
-			`"a\nb": unknown field (allowed: global, annotators)`},
+			`"a\nb": unknown field (allowed: global, annotators, prices)`},
 	}
 	runRejectCases(t, cases)
 }
@@ -889,5 +896,22 @@ func TestLoadFailsWithoutASettingsFile(t *testing.T) {
 	cfg, err := Load(Options{Dir: t.TempDir(), Getenv: noEnv})
 	if cfg != nil || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load = %v, %v; want nil and a not-exist error", cfg, err)
+	}
+}
+
+func TestPricesAreReadPerModel(t *testing.T) {
+	cfg, err := Parse([]byte(`{"annotators": {}, "prices": {
+		"gemini-2.5-flash": {"input_per_million": 0.3, "output_per_million": 2.5},
+		"gpt-4o-mini": {"input_per_million": 0.15, "output_per_million": 0.6}}}`), nil, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Price{"gemini-2.5-flash": {0.3, 2.5}, "gpt-4o-mini": {0.15, 0.6}}
+	if !reflect.DeepEqual(cfg.Prices, want) {
+		t.Fatalf("prices = %+v; want %+v", cfg.Prices, want)
+	}
+	// 2 M input and 100 k output tokens of gemini-2.5-flash: 0.60 + 0.25 dollars.
+	if got := cfg.Prices["gemini-2.5-flash"].Cost(2_000_000, 100_000); math.Abs(got-0.85) > 1e-12 {
+		t.Errorf("cost = %v; want 0.85", got)
 	}
 }

@@ -28,3 +28,7 @@ type Response struct {
 type Provider interface {
 	Complete(ctx context.Context, req Request) (Response, error)
 }
+
+// ApproxTokens is a prompt's size in tokens before a provider has counted it: about four
+// bytes a token, the rule of thumb for English text in both providers' tokenizers.
+func ApproxTokens(prompt string) int { return len(prompt) / 4 }

@@ -29,10 +29,10 @@ type Line struct {
 
 // Report is what the stored annotations cost: per run, per annotator, per domain and in all.
 type Report struct {
-	Runs        []Line   `json:"runs"`
-	Annotators  []Line   `json:"annotators"`
-	Domains     []Line   `json:"domains"`
-	Total       Line     `json:"total"`
+	Runs       []Line   `json:"runs"`
+	Annotators []Line   `json:"annotators"`
+	Domains    []Line   `json:"domains"`
+	Total      Line     `json:"total"`
 	Unpriced   []string `json:"unpriced_models,omitempty"` // models the price table lacks
 	Note       string   `json:"note"`
 	Currency   string   `json:"currency"`

@@ -92,10 +92,9 @@ func dryRun(ctx context.Context, in *invocation, ctl *runs.Controller, pairs []r
 		return err
 	}
 	defer st.Close()
-	var want []cost.Pair
-	for _, p := range pairs {
-		ann, _ := ctl.Config.Annotator(p.Annotator)
-		want = append(want, cost.Pair{Annotator: p.Annotator, Domain: p.Domain, Target: ann.Domains[p.Domain].TargetCount})
+	want := make([]cost.Pair, len(pairs))
+	for i, p := range pairs {
+		want[i] = cost.Pair(p)
 	}
 	e := cost.Estimator{Config: ctl.Config, Store: st, Prompts: prompts.Library{Dir: filepath.Join(in.common.ConfigDir, "prompts")}}
 	est, err := e.Runs(ctx, want)

@@ -132,11 +132,10 @@ func (e Estimator) Runs(ctx context.Context, pairs []Pair) (Estimates, error) {
 	return out, nil
 }
 
-// Pair names one run.
+// Pair names one run; runs.Pair converts to it.
 type Pair struct {
 	Annotator string
 	Domain    labels.Domain
-	Target    int
 }
 
 // page is how many samples are read at once.
@@ -152,7 +151,7 @@ func (e Estimator) run(ctx context.Context, p Pair, size int, so store.RunStats)
 		return Estimate{}, err
 	}
 	est := Estimate{Line: Line{Annotator: p.Annotator, Domain: string(p.Domain), Model: ann.ModelName}}
-	end := min(p.Target, size)
+	end := min(ann.Domains[p.Domain].TargetCount, size)
 	for offset := 0; offset < end; offset += page {
 		samples, err := e.Store.Samples(ctx, offset, min(page, end-offset))
 		if err != nil {

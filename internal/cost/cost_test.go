@@ -89,7 +89,7 @@ func TestEstimateCountsTheRemainingSamplesPrompts(t *testing.T) {
 	}
 	lib := prompts.Library{Dir: t.TempDir()}
 	e := Estimator{Config: cfg, Store: st, Prompts: lib}
-	got, err := e.Runs(ctx, []Pair{{"1", labels.Urgency, 3}, {"2", labels.Urgency, 3}})
+	got, err := e.Runs(ctx, []Pair{{"1", labels.Urgency}, {"2", labels.Urgency}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"go/ast"
+	"go/constant"
+	"go/parser"
+	"go/token"
+	"go/types"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -14,6 +20,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/mhannotator/mha/deployment"
 	"github.com/mhannotator/mha/internal/labels"
 	"github.com/mhannotator/mha/internal/llm/fake"
 	"github.com/mhannotator/mha/internal/runs"
@@ -188,6 +195,23 @@ func TestMetricsAfterAShortRun(t *testing.T) {
 		t.Errorf("api mha_run_target%v = %v over %d series; want %d", run, got, series, n)
 	}
 
+	// Every metric the Grafana dashboard queries is on one of the two pages, or is one of the
+	// SDK's that only a failure creates (checked against the SDK's own list of names).
+	queried, err := deployment.DashboardMetricNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := wm.names()
+	for name := range am.names() {
+		exported[name] = true
+	}
+	sdk := sdkMetricNames(t)
+	for _, name := range queried {
+		if !exported[name] && !sdk[name] {
+			t.Errorf("the dashboard queries %s, which neither /metrics page has and the SDK does not define", name)
+		}
+	}
+
 	// No series names a sample or carries a key.
 	for _, page := range []scrape{wm, am} {
 		for name, fam := range page {
@@ -210,4 +234,46 @@ func TestMetricsAfterAShortRun(t *testing.T) {
 		sort.Strings(names)
 		t.Logf("worker series: %s", strings.Join(names, " "))
 	}
+}
+
+// sdkMetricNames are the Prometheus names of every metric the Temporal Go SDK defines (its
+// internal/common/metrics/constants.go, type-checked here for the constants' values): counters
+// with _total, latencies with _seconds and a histogram's series, gauges as they are.
+func sdkMetricNames(t *testing.T) map[string]bool {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "go.temporal.io/sdk").Output()
+	if err != nil {
+		t.Fatalf("locate the SDK module: %v", err)
+	}
+	path := filepath.Join(strings.TrimSpace(string(out)), "internal", "common", "metrics", "constants.go")
+	fset := token.NewFileSet()
+	file, err := parser.ParseFile(fset, path, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkg, err := (&types.Config{}).Check("metrics", fset, []*ast.File{file}, nil)
+	if err != nil {
+		t.Fatalf("type-check %s: %v", path, err)
+	}
+	names := map[string]bool{}
+	for _, id := range pkg.Scope().Names() {
+		c, ok := pkg.Scope().Lookup(id).(*types.Const)
+		if !ok || c.Val().Kind() != constant.String {
+			continue
+		}
+		v := constant.StringVal(c.Val())
+		if !strings.HasPrefix(v, "temporal_") {
+			continue
+		}
+		names[v], names[v+"_total"] = true, true
+		if strings.HasSuffix(v, "_latency") {
+			for _, suffix := range []string{"", "_bucket", "_sum", "_count"} {
+				names[v+"_seconds"+suffix] = true
+			}
+		}
+	}
+	if !names["temporal_request_failure_total"] || !names["temporal_activity_schedule_to_start_latency_seconds_bucket"] {
+		t.Fatalf("the SDK's metric names were not read from %s", path)
+	}
+	return names
 }

@@ -33,7 +33,7 @@ func TestCostPricesTheStoredTokens(t *testing.T) {
 	if out.code != exitOK {
 		t.Fatalf("cost exited %d: %s", out.code, out.stderr)
 	}
-	var r cost.Report
+	var r cost.Usage
 	if err := json.Unmarshal([]byte(out.stdout), &r); err != nil {
 		t.Fatalf("%v in %s", err, out.stdout)
 	}

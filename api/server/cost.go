@@ -14,7 +14,7 @@ import (
 func init() { registrations = append(registrations, (*Server).costRoutes) }
 
 type costOutput struct {
-	Body cost.Report
+	Body cost.Usage
 }
 
 type estimateInput struct {

@@ -24,7 +24,7 @@ func TestCostAndEstimate(t *testing.T) {
 	f.annotate(store.Annotation{Annotator: "1", Domain: "urgency", SampleID: "s1", Status: store.StatusOK, Label: "LEVEL_1",
 		InputTokens: 500_000, OutputTokens: 25_000, Model: "flash"})
 
-	used := decodeInto[cost.Report](t, f.get("/api/cost", http.StatusOK))
+	used := decodeInto[cost.Usage](t, f.get("/api/cost", http.StatusOK))
 	// 0.5 M at 2 $ + 0.025 M at 8 $ = 1.20 $.
 	if used.Total.Cost == nil || *used.Total.Cost != 1.2 || len(used.Runs) != 1 || used.Runs[0].Model != "flash" {
 		t.Fatalf("cost %+v; want 1.20 $ over one run of flash", used)

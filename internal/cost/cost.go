@@ -27,8 +27,8 @@ type Line struct {
 	Cost         *float64 `json:"cost_usd"`
 }
 
-// Report is what the stored annotations cost: per run, per annotator, per domain and in all.
-type Report struct {
+// Usage is what the stored annotations cost: per run, per annotator, per domain and in all.
+type Usage struct {
 	Runs       []Line   `json:"runs"`
 	Annotators []Line   `json:"annotators"`
 	Domains    []Line   `json:"domains"`
@@ -43,8 +43,8 @@ const note = "cost = input tokens × input price + output tokens × output price
 
 // Used prices the stored annotations summed up in stats (one entry per run), at the model each
 // annotator is configured with.
-func Used(cfg *config.Config, stats []store.RunStats) Report {
-	r := Report{Note: note, Currency: "USD"}
+func Used(cfg *config.Config, stats []store.RunStats) Usage {
+	r := Usage{Note: note, Currency: "USD"}
 	byAnnotator, byDomain := map[string]*Line{}, map[string]*Line{}
 	unpriced := map[string]bool{}
 	r.Total.Cost = ptr(0)

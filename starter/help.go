@@ -58,6 +58,8 @@ var commands = []command{
 	testKeyCommand,
 	exportCommand,
 	costCommand,
+	agreementCommand,
+	consensusCommand,
 }
 
 func lookup(name string) (command, bool) {

@@ -24,6 +24,7 @@ import (
 	"github.com/uber-go/tally/v4"
 	"go.temporal.io/sdk/client"
 
+	"github.com/mhannotator/mha/internal/analysis"
 	"github.com/mhannotator/mha/internal/config"
 	"github.com/mhannotator/mha/internal/runs"
 	"github.com/mhannotator/mha/internal/store"
@@ -68,6 +69,7 @@ type Server struct {
 	engine *gin.Engine
 	// configMu serialises changes to the config files, so two edits never interleave.
 	configMu sync.Mutex
+	analysis *analysis.Analyzer
 }
 
 // Version is the API's version in its OpenAPI document.
@@ -96,7 +98,7 @@ func New(o Options) *Server {
 		o.Logger.Error("handler panicked", "path", c.Request.URL.Path, "panic", err)
 		c.AbortWithStatus(http.StatusInternalServerError)
 	}))
-	s := &Server{o: o, engine: e}
+	s := &Server{o: o, engine: e, analysis: &analysis.Analyzer{Store: o.Store}}
 	e.Use(s.logRequests, s.cors, s.authorize, s.limitBody)
 
 	cfg := huma.DefaultConfig("Annotation platform API", Version)

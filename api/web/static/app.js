@@ -6,6 +6,7 @@ import { mountRuns, mountRun } from './runs.js';
 import { mountQuota, mountHealth } from './monitor.js';
 import { mountAnnotations, mountDataset } from './data.js';
 import { mountConfig, mountPrompts } from './settings.js';
+import { mountAgreement } from './agreement.js';
 
 // ---------------------------------------------------------------------------------------------
 // Theme: follows the system until toggled; the choice is remembered.
@@ -87,7 +88,7 @@ window.addEventListener('mha:auth-needed', renderTokenBtn);
 renderTokenBtn();
 
 // ---------------------------------------------------------------------------------------------
-// Routing: #/, #/run/<id>, #/quota, #/health, #/annotations, #/config, #/prompts, #/dataset
+// Routing: #/, #/run/<id>, #/quota, #/health, #/annotations, #/agreement, #/config, #/prompts, #/dataset
 
 const ROUTES = {
   '': { mount: mountRuns, nav: 'runs', title: 'Runs' },
@@ -95,6 +96,7 @@ const ROUTES = {
   quota: { mount: mountQuota, nav: 'quota', title: 'Quota' },
   health: { mount: mountHealth, nav: 'health', title: 'Health' },
   annotations: { mount: mountAnnotations, nav: 'annotations', title: 'Annotations' },
+  agreement: { mount: mountAgreement, nav: 'agreement', title: 'Agreement' },
   config: { mount: mountConfig, nav: 'config', title: 'Config' },
   prompts: { mount: mountPrompts, nav: 'prompts', title: 'Prompts' },
   dataset: { mount: mountDataset, nav: 'dataset', title: 'Dataset' },
@@ -158,7 +160,7 @@ route();
 store.start();
 
 // Keyboard: "g" then a letter jumps to a page (r runs, q quota, h health, a annotations,
-// c config, p prompts, d dataset).
+// k agreement, c config, p prompts, d dataset).
 let gPressed = 0;
 window.addEventListener('keydown', e => {
   if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest('input, textarea, select, [contenteditable], dialog')) return;
@@ -167,7 +169,7 @@ window.addEventListener('keydown', e => {
     return;
   }
   if (Date.now() - gPressed > 1200) return;
-  const to = { r: '#/', q: '#/quota', h: '#/health', a: '#/annotations', c: '#/config', p: '#/prompts', d: '#/dataset' }[e.key];
+  const to = { r: '#/', q: '#/quota', h: '#/health', a: '#/annotations', k: '#/agreement', c: '#/config', p: '#/prompts', d: '#/dataset' }[e.key];
   if (to) {
     gPressed = 0;
     location.hash = to;

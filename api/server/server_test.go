@@ -353,7 +353,7 @@ func TestOpenAPIDocumentListsEveryOperation(t *testing.T) {
 		"/api/prompts": {"get"}, "/api/prompts/{domain}": {"get", "post"}, "/api/prompts/{domain}/versions/{file}": {"get", "delete"},
 		"/api/prompts/{domain}/versions/{file}/activate": {"post"}, "/api/prompts/{domain}/diff": {"get"}, "/api/dataset": {"get", "post"},
 		"/api/prompts/{domain}/active": {"delete"},
-		"/api/cost": {"get"}, "/api/cost/estimate": {"post"}, "/api/agreement": {"get"}, "/api/agreement/export": {"get"},
+		"/api/cost":                    {"get"}, "/api/cost/estimate": {"post"}, "/api/agreement": {"get"}, "/api/agreement/export": {"get"},
 		"/api/consensus/{domain}": {"get"}, "/api/consensus/{domain}/export": {"get"}, "/api/labelstudio/{domain}/config": {"get"},
 	}
 	type operation struct {

@@ -126,10 +126,11 @@ func TestMetricsAfterAShortRun(t *testing.T) {
 
 	// tally hands values to the page every second: wait until the last store is on it.
 	var wm scrape
-	waitFor(t, 10*time.Second, "the worker's /metrics to count every stored annotation", func() (bool, string) {
+	waitFor(t, 10*time.Second, "the worker's /metrics to count every stored annotation and the run's end", func() (bool, string) {
 		wm = scrapeMetrics(t, w.health+"/metrics")
 		got, _ := wm.sum("mha_annotations_stored_total", run)
-		return got == n, fmt.Sprintf("%v stored", got)
+		ended, _ := wm.sum("temporal_workflow_completed_total", map[string]string{"workflow_type": "AnnotationRun"})
+		return got == n && ended > 0, fmt.Sprintf("%v stored, %v runs ended", got, ended)
 	})
 	for _, c := range []struct {
 		name  string

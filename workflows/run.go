@@ -70,6 +70,9 @@ func (r *run) execute(ctx workflow.Context) (contract.Status, error) {
 	// started with them (the starter registers them first) keep RunStatus up to date.
 	_, r.searchAttrsOn = workflow.GetTypedSearchAttributes(ctx).GetKeyword(contract.RunStatusKey)
 	_, r.changedAtOn = workflow.GetTypedSearchAttributes(ctx).GetTime(contract.RunChangedAtKey)
+	if r.in.Settings.Mode == contract.ModeBatch {
+		return r.executeBatch(ctx)
+	}
 	for {
 		switch {
 		case r.stop:
@@ -401,6 +404,9 @@ func (r *run) clearFailure() {
 	r.st.LastError = ""
 	r.st.Outages = 0
 	r.st.NeedsProgress = true
+	for i := range r.st.Chunks {
+		r.st.Chunks[i].NextPoll = time.Time{} // a batch-mode run looks at its chunks at once
+	}
 }
 
 func (r *run) setStatus(ctx workflow.Context, status string) {
@@ -464,5 +470,7 @@ func (r *run) status(ctx workflow.Context) contract.Status {
 		StartedAt:        r.st.StartedAt,
 		LastHeartbeat:    r.st.LastProgress,
 		NextTry:          r.st.NextTry,
+		Mode:             r.in.Settings.Mode,
+		Batch:            r.batchStatus(),
 	}
 }

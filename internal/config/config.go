@@ -131,6 +131,12 @@ type Global struct {
 	// QuotaDayZone is the IANA time zone whose midnight resets requests_per_day (Gemini's is
 	// Pacific time).
 	QuotaDayZone string
+	// Mode is every annotator's default: ModeSync (a call per sample) or ModeBatch (chunks of
+	// BatchChunkSize samples as provider batches, BatchMaxChunks of them at the provider at
+	// once).
+	Mode           string
+	BatchChunkSize int
+	BatchMaxChunks int
 }
 
 // Annotator is one API key + model, with its effective settings (global values applied).
@@ -140,6 +146,7 @@ type Annotator struct {
 	ModelName string
 	Provider  string
 	BaseURL   string
+	Mode      string // contract.ModeSync or contract.ModeBatch
 	APIKey    Secret
 	Domains   map[labels.Domain]DomainSettings // holds every domain
 	// The limits of the annotator's quota pool: the global ones unless the annotator sets
@@ -299,6 +306,9 @@ func defaultGlobal() Global {
 		ThinkingBudget:          nil,
 		SafetyThreshold:         "BLOCK_NONE",
 		QuotaDayZone:            "America/Los_Angeles",
+		Mode:                    contract.ModeSync,
+		BatchChunkSize:          500,
+		BatchMaxChunks:          2,
 	}
 }
 
@@ -310,6 +320,7 @@ var globalFields = []string{
 	"requests_per_minute", "requests_per_day", "tokens_per_minute", "max_concurrent_activities",
 	"dataset_path", "offline_latency_seconds", "stream", "stream_idle_timeout_seconds",
 	"temperature", "max_output_tokens", "thinking_budget", "safety_threshold", "quota_day_zone",
+	"mode", "batch_chunk_size", "batch_max_chunks",
 }
 
 func decodeGlobal(raw json.RawMessage, probs *problems) Global {
@@ -361,6 +372,10 @@ func decodeGlobal(raw json.RawMessage, probs *problems) Global {
 			g.QuotaDayZone = zone
 		}
 	}
+	g.Mode = o.choice("mode", modes, g.Mode)
+	// Gemini takes inline batches up to 20 MB and files up to 2 GB; OpenAI 50 000 lines.
+	g.BatchChunkSize = o.integer("batch_chunk_size", 1, 50000, g.BatchChunkSize)
+	g.BatchMaxChunks = o.integer("batch_max_chunks", 1, 100, g.BatchMaxChunks)
 	// Compared only when both values are good, so one mistake is not reported twice.
 	if !o.bad["request_timeout_seconds"] && !o.bad["heartbeat_timeout_seconds"] && g.RequestTimeout >= g.HeartbeatTimeout {
 		req, hb := g.RequestTimeout.Seconds(), g.HeartbeatTimeout.Seconds()
@@ -374,7 +389,10 @@ func decodeGlobal(raw json.RawMessage, probs *problems) Global {
 	return g
 }
 
-var annotatorFields = []string{"quota_pool", "model_name", "provider", "base_url", "requests_per_minute", "requests_per_day", "tokens_per_minute"}
+var annotatorFields = []string{"quota_pool", "model_name", "provider", "base_url", "mode", "requests_per_minute", "requests_per_day", "tokens_per_minute"}
+
+// modes are the annotation modes.
+var modes = []string{contract.ModeSync, contract.ModeBatch}
 
 // maxPrice bounds a price per million tokens: far above any model's, low enough to catch a
 // price per token written as per million by mistake the other way round.
@@ -499,6 +517,10 @@ func decodeAnnotator(path, id string, raw json.RawMessage, g Global, probs *prob
 	}
 	if s, ok := o.baseURL("base_url"); ok && s != "" {
 		a.BaseURL = s
+	}
+	a.Mode = o.choice("mode", modes, g.Mode)
+	if a.Mode == contract.ModeBatch && a.Provider == ProviderOffline && !o.bad["mode"] {
+		o.fail("mode", a.Mode, "the offline annotator has no batch mode (providers gemini and openai have)")
 	}
 	// A key's own tier (a paid key beside free ones) overrides the global limits.
 	a.RequestsPerMinute = o.integer("requests_per_minute", 1, 100000, g.RequestsPerMinute)

@@ -20,6 +20,11 @@ type RunSettings struct {
 	// RetryBackoffCap caps the back-off between tries while a provider fails transiently;
 	// 0 means DefaultRetryBackoffCap.
 	RetryBackoffCap time.Duration
+	// Mode is ModeSync ("" in runs of older releases) or ModeBatch: chunks of ChunkSize
+	// samples as provider batches, at most MaxChunks at the provider at once.
+	Mode      string `json:",omitempty"`
+	ChunkSize int    `json:",omitempty"`
+	MaxChunks int    `json:",omitempty"`
 }
 
 // DefaultRetryBackoffCap is the longest wait between two tries of a failing provider.
@@ -54,6 +59,20 @@ type RunState struct {
 	Outages int
 	NextTry time.Time
 	Carry   Carry
+	// A batch-mode run's chunks at the provider, the last chunk number used, and the chunks
+	// finished, by how they ended.
+	Chunks     []Chunk        `json:",omitempty"`
+	ChunkSeq   int            `json:",omitempty"`
+	ChunksDone map[string]int `json:",omitempty"`
+}
+
+// Chunk is a submitted chunk a batch-mode run follows.
+type Chunk struct {
+	ChunkView
+	Keys       []string
+	PromptHash string
+	NextPoll   time.Time
+	Cancelling bool // stop asked the provider to cancel it
 }
 
 // Carry is what a batch hands to the next one of its run.
@@ -80,23 +99,25 @@ func (c Counts) Total() int { return c.OK + c.Malformed + c.Error + c.Blocked }
 
 // Status is the document the `status` query and every control Update return.
 type Status struct {
-	WorkflowID       string    `json:"workflow_id"`
-	Annotator        string    `json:"annotator"`
-	Domain           string    `json:"domain"`
-	Status           string    `json:"status"`
-	Target           int       `json:"target"`
-	Completed        int       `json:"completed"` // stored annotations of any status, within target
-	OK               int       `json:"ok"`
-	Malformed        int       `json:"malformed"`
-	Errors           int       `json:"errors"`
-	Blocked          int       `json:"blocked"`
-	DatasetSize      int       `json:"dataset_size"`
-	SamplesPerMinute float64   `json:"samples_per_minute"`
-	LastError        string    `json:"last_error,omitempty"`
-	Restarts         int       `json:"restarts"`
-	StartedAt        time.Time `json:"started_at"`
-	LastHeartbeat    time.Time `json:"last_heartbeat"`    // when the last batch reported progress
-	NextTry          time.Time `json:"next_try,omitzero"` // while waiting: when the run goes on by itself
+	WorkflowID       string       `json:"workflow_id"`
+	Annotator        string       `json:"annotator"`
+	Domain           string       `json:"domain"`
+	Status           string       `json:"status"`
+	Target           int          `json:"target"`
+	Completed        int          `json:"completed"` // stored annotations of any status, within target
+	OK               int          `json:"ok"`
+	Malformed        int          `json:"malformed"`
+	Errors           int          `json:"errors"`
+	Blocked          int          `json:"blocked"`
+	DatasetSize      int          `json:"dataset_size"`
+	SamplesPerMinute float64      `json:"samples_per_minute"`
+	LastError        string       `json:"last_error,omitempty"`
+	Restarts         int          `json:"restarts"`
+	StartedAt        time.Time    `json:"started_at"`
+	LastHeartbeat    time.Time    `json:"last_heartbeat"`    // when the last batch reported progress
+	NextTry          time.Time    `json:"next_try,omitzero"` // while waiting: when the run goes on by itself
+	Mode             string       `json:"mode,omitempty"`
+	Batch            *BatchStatus `json:"batch,omitempty"` // a batch-mode run's chunks
 }
 
 // ParseTarget reads a `target` control's payload: a whole number of samples, 0 or more.

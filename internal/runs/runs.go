@@ -136,7 +136,7 @@ func (c *Controller) Input(p Pair) contract.RunInput {
 	// A sample's calls: its re-asks, each maybe retried in place twice after a short wait,
 	// and a short wait for its quota slot before each; longer waits end the batch.
 	perSample := (g.RequestTimeout+5*time.Second)*time.Duration(3*(g.MaxRetries+1)) + g.OfflineLatency
-	return contract.RunInput{
+	in := contract.RunInput{
 		Annotator: p.Annotator,
 		Domain:    p.Domain,
 		Target:    ds.TargetCount,
@@ -148,6 +148,10 @@ func (c *Controller) Input(p Pair) contract.RunInput {
 			RetryBackoffCap:    g.MaxRetryBackoff,
 		},
 	}
+	if ann, ok := c.Config.Annotator(p.Annotator); ok && ann.Mode == contract.ModeBatch {
+		in.Settings.Mode, in.Settings.ChunkSize, in.Settings.MaxChunks = contract.ModeBatch, g.BatchChunkSize, g.BatchMaxChunks
+	}
+	return in
 }
 
 // Start starts p unless it is disabled or already running. A run's workflow ID is fixed, and

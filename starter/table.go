@@ -69,12 +69,27 @@ func renderTable(sts []contract.Status, bar bool) string {
 		len(sts), plural(len(sts), "run", "runs"), strings.Join(counts, ", "))
 }
 
-// lastError is the run's last error, and for a waiting run when it goes on.
+// lastError is the run's last error, for a waiting run when it goes on, and for a batch-mode
+// run with chunks at the provider their states and when the oldest was sent.
 func lastError(st contract.Status) string {
-	if st.NextTry.IsZero() {
-		return st.LastError
+	msg := st.LastError
+	if !st.NextTry.IsZero() {
+		msg = fmt.Sprintf("next try %s: %s", st.NextTry.Local().Format(time.TimeOnly), st.LastError)
 	}
-	return fmt.Sprintf("next try %s: %s", st.NextTry.Local().Format(time.TimeOnly), st.LastError)
+	if b := st.Batch; b != nil && len(b.Chunks) > 0 {
+		var states []string
+		for _, s := range []string{contract.ChunkSubmitted, contract.ChunkRunning, contract.ChunkCollecting} {
+			if n := b.ByState[s]; n > 0 {
+				states = append(states, fmt.Sprintf("%d %s", n, s))
+			}
+		}
+		chunks := fmt.Sprintf("batches: %s, oldest sent %s", strings.Join(states, ", "), b.OldestSent.Local().Format(time.TimeOnly))
+		if msg == "" {
+			return chunks
+		}
+		return chunks + "; " + msg
+	}
+	return msg
 }
 
 // progress is a run's done and target counts. A run ends at the end of the dataset when that

@@ -107,3 +107,17 @@ func TestAWaitingRunShowsItsNextTry(t *testing.T) {
 		t.Fatalf("table does not show the next try:\n%s", got)
 	}
 }
+
+func TestBatchRunsShowTheirChunks(t *testing.T) {
+	sent := time.Date(2026, 11, 25, 9, 30, 0, 0, time.Local)
+	st := contract.Status{WorkflowID: "annotation-1-urgency", Status: contract.StatusRunning, Target: 100, Mode: contract.ModeBatch,
+		Batch: &contract.BatchStatus{Chunks: []contract.ChunkView{{Seq: 1}, {Seq: 2}}, OldestSent: sent,
+			ByState: map[string]int{contract.ChunkRunning: 1, contract.ChunkSubmitted: 1, "done_succeeded": 3}}}
+	if got, want := lastError(st), "batches: 1 submitted, 1 running, oldest sent 09:30:00"; got != want {
+		t.Errorf("note %q; want %q", got, want)
+	}
+	st.LastError = "gemini: unavailable"
+	if got := lastError(st); !strings.HasSuffix(got, "; gemini: unavailable") {
+		t.Errorf("note with an error %q", got)
+	}
+}

@@ -575,7 +575,22 @@ export function mountRun(root, { arg }) {
       kv('Started', fmtRel(run.started_at), fmtTime(run.started_at)),
       kv('Last heartbeat', fmtRel(run.last_heartbeat), fmtTime(run.last_heartbeat)),
       kv('Last annotation', fmtRel(lp), fmtTime(lp)),
-      run.next_try ? kv('Next try', fmtRel(run.next_try), fmtTime(run.next_try)) : null);
+      run.next_try ? kv('Next try', fmtRel(run.next_try), fmtTime(run.next_try)) : null,
+      run.mode ? kv('Mode', run.mode) : null,
+      ...batchDetails(run.batch));
+  }
+
+  // A batch-mode run's chunks at the provider: state, the provider's counts, when sent.
+  function batchDetails(b) {
+    if (!b) return [];
+    const done = Object.entries(b.by_state || {}).filter(([k]) => k.startsWith('done_')).map(([k, n]) => `${n} ${k.slice(5)}`).join(', ');
+    const out = kv('Chunks done', done || 'none yet');
+    if (b.oldest_sent) out.push(...kv('Oldest sent', fmtRel(b.oldest_sent), fmtTime(b.oldest_sent)));
+    for (const c of b.chunks || []) {
+      out.push(...kv(`Chunk ${c.seq}`, `${c.state}${c.provider_state ? ` (${c.provider_state})` : ''} · ${fmtInt(c.completed)}/${fmtInt(c.lines)} answered${c.failed ? `, ${fmtInt(c.failed)} failed` : ''}`,
+        c.batch_id));
+    }
+    return out;
   }
 
   // Feed.

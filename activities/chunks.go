@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 
@@ -16,6 +17,29 @@ import (
 // The activities of a batch-mode run: submit a chunk of samples as one provider batch, read its
 // state, store its results, cancel it. Each is a few HTTP calls; the waiting in between is the
 // workflow's, on durable timers.
+
+// keepAlive heartbeats until the returned func is called, so a worker that dies in the middle of
+// an upload or a long collect is noticed within the heartbeat timeout, not the activity's.
+func keepAlive(ctx context.Context) (stop func()) {
+	every := activity.GetInfo(ctx).HeartbeatTimeout / 3
+	if every <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
 
 // batcher returns the annotator's provider as a batch client.
 func (a *Activities) batcher(ctx context.Context, annotator string) (config.Annotator, config.Global, llm.Batcher, error) {
@@ -45,6 +69,7 @@ func (a *Activities) SubmitChunk(ctx context.Context, in contract.SubmitChunkInp
 	if err != nil {
 		return contract.SubmitChunkResult{}, err
 	}
+	defer keepAlive(ctx)()
 	info := activity.GetInfo(ctx)
 	prompt, err := a.Prompts.Active(in.Annotator, in.Domain)
 	if err != nil {
@@ -106,6 +131,7 @@ func (a *Activities) PollChunk(ctx context.Context, in contract.ChunkRef) (contr
 	if err != nil {
 		return contract.PollChunkResult{}, err
 	}
+	defer keepAlive(ctx)()
 	b, err := bat.GetBatch(ctx, in.BatchID)
 	if err != nil {
 		return contract.PollChunkResult{}, batchError("", err, activity.GetInfo(ctx).Attempt)
@@ -135,6 +161,7 @@ func (a *Activities) CollectChunk(ctx context.Context, in contract.CollectChunkI
 	if err != nil {
 		return contract.CollectChunkResult{}, err
 	}
+	defer keepAlive(ctx)()
 	info := activity.GetInfo(ctx)
 	b, err := bat.GetBatch(ctx, in.BatchID)
 	if err != nil {
@@ -187,7 +214,6 @@ func (a *Activities) CollectChunk(ctx context.Context, in contract.CollectChunkI
 		}
 		a.meter().stored(a1)
 		res.Stored++
-		activity.RecordHeartbeat(ctx, res.Stored)
 	}
 	for _, k := range in.Keys {
 		if got[k] {

@@ -101,6 +101,9 @@ func (r *run) chunkSize() int {
 func (r *run) providerCallOptions(ctx workflow.Context, timeout time.Duration) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: timeout,
+		// The activities heartbeat while they work: a killed worker's submit or collect is
+		// retried elsewhere after this, not after the whole StartToClose.
+		HeartbeatTimeout: r.in.Settings.HeartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,

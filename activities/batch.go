@@ -378,6 +378,7 @@ func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.
 		result.ParseError, result.ValidityError = outcome.ParseError, outcome.ValidityError
 		result.InputTokens += resp.InputTokens
 		result.OutputTokens += resp.OutputTokens
+		result.CachedTokens += resp.CachedTokens
 		result.Attempt = reasks + 1
 		if resp.Model != "" {
 			result.Model = resp.Model

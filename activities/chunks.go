@@ -204,7 +204,7 @@ func (a *Activities) CollectChunk(ctx context.Context, in contract.CollectChunkI
 			}
 			a1.RawReply, a1.Label = r.Response.Text, outcome.Label
 			a1.ParseError, a1.ValidityError = outcome.ParseError, outcome.ValidityError
-			a1.InputTokens, a1.OutputTokens = r.Response.InputTokens, r.Response.OutputTokens
+			a1.InputTokens, a1.OutputTokens, a1.CachedTokens = r.Response.InputTokens, r.Response.OutputTokens, r.Response.CachedTokens
 			if r.Response.Model != "" {
 				a1.Model = r.Response.Model
 			}

@@ -68,15 +68,22 @@ type Config struct {
 	Prices map[string]Price
 }
 
-// Price is a model's price in US dollars per million tokens.
+// Price is a model's price in US dollars per million tokens. CachedInputPerMillion, when set,
+// is the price of input tokens served from the provider's prompt cache; nil prices them as any
+// input token.
 type Price struct {
-	InputPerMillion  float64
-	OutputPerMillion float64
+	InputPerMillion       float64
+	OutputPerMillion      float64
+	CachedInputPerMillion *float64
 }
 
-// Cost is what tokens cost at p.
-func (p Price) Cost(input, output int64) float64 {
-	return (float64(input)*p.InputPerMillion + float64(output)*p.OutputPerMillion) / 1e6
+// Cost is what tokens cost at p; cached is the part of input served from the cache.
+func (p Price) Cost(input, output, cached int64) float64 {
+	cachedPrice := p.InputPerMillion
+	if p.CachedInputPerMillion != nil {
+		cachedPrice = *p.CachedInputPerMillion
+	}
+	return (float64(input-cached)*p.InputPerMillion + float64(cached)*cachedPrice + float64(output)*p.OutputPerMillion) / 1e6
 }
 
 // Global holds the settings shared by all annotators.
@@ -425,11 +432,16 @@ func decodePrices(raw json.RawMessage, probs *problems) map[string]Price {
 				p.fail(name, nil, "is missing: the price in US dollars per million %s tokens", strings.TrimSuffix(name, "_per_million"))
 			}
 		}
-		out[model] = Price{
+		price := Price{
 			InputPerMillion:  p.number("input_per_million", 0, maxPrice, 0),
 			OutputPerMillion: p.number("output_per_million", 0, maxPrice, 0),
 		}
-		p.unknown([]string{"input_per_million", "output_per_million"})
+		if _, given := p.fields["cached_input_per_million"]; given {
+			v := p.number("cached_input_per_million", 0, maxPrice, 0)
+			price.CachedInputPerMillion = &v
+		}
+		out[model] = price
+		p.unknown([]string{"input_per_million", "output_per_million", "cached_input_per_million"})
 	}
 	return out
 }

@@ -599,7 +599,7 @@ func TestUnknownFieldsAreRejectedWithTheirPath(t *testing.T) {
 		{"a negative price", `{"annotators": {}, "prices": {"m-1": {"input_per_million": -1, "output_per_million": 2}}}`,
 			"prices.m-1.input_per_million: -1 is out of range (allowed 0..10000)"},
 		{"an unknown price field", `{"annotators": {}, "prices": {"m-1": {"input_per_million": 1, "output_per_million": 2, "per_call": 1}}}`,
-			"prices.m-1.per_call: unknown field (allowed: input_per_million, output_per_million)"},
+			"prices.m-1.per_call: unknown field (allowed: input_per_million, output_per_million, cached_input_per_million)"},
 		{"an unknown global key", `{"global": {"batchsize": 5}, "annotators": {}}`,
 			"global.batchsize: unknown field (allowed: " + strings.Join(globalFields, ", ") + ")"},
 		{"an unknown annotator key", `{"annotators": {"1": {"colour": "red"}}}`,
@@ -906,12 +906,20 @@ func TestPricesAreReadPerModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]Price{"gemini-2.5-flash": {0.3, 2.5}, "gpt-4o-mini": {0.15, 0.6}}
+	want := map[string]Price{"gemini-2.5-flash": {InputPerMillion: 0.3, OutputPerMillion: 2.5}, "gpt-4o-mini": {InputPerMillion: 0.15, OutputPerMillion: 0.6}}
 	if !reflect.DeepEqual(cfg.Prices, want) {
 		t.Fatalf("prices = %+v; want %+v", cfg.Prices, want)
 	}
 	// 2 M input and 100 k output tokens of gemini-2.5-flash: 0.60 + 0.25 dollars.
-	if got := cfg.Prices["gemini-2.5-flash"].Cost(2_000_000, 100_000); math.Abs(got-0.85) > 1e-12 {
+	if got := cfg.Prices["gemini-2.5-flash"].Cost(2_000_000, 100_000, 0); math.Abs(got-0.85) > 1e-12 {
 		t.Errorf("cost = %v; want 0.85", got)
+	}
+	// A cached-input price: 1 M of the 2 M input tokens cached at 0.075.
+	cfg, err = Parse([]byte(`{"annotators": {}, "prices": {"f": {"input_per_million": 0.3, "output_per_million": 2.5, "cached_input_per_million": 0.075}}}`), nil, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Prices["f"].Cost(2_000_000, 100_000, 1_000_000); math.Abs(got-(0.3+0.075+0.25)) > 1e-12 {
+		t.Errorf("cost with cached tokens = %v; want 0.625", got)
 	}
 }

@@ -18,13 +18,16 @@ import (
 // Line is the tokens and cost of one run, or of a sum of runs (Domain or Annotator empty).
 // Cost is nil when a model involved has no price in the config.
 type Line struct {
-	Annotator    string   `json:"annotator,omitempty"`
-	Domain       string   `json:"domain,omitempty"`
-	Model        string   `json:"model,omitempty"`
-	Annotations  int      `json:"annotations"`
-	InputTokens  int64    `json:"input_tokens"`
-	OutputTokens int64    `json:"output_tokens"`
-	Cost         *float64 `json:"cost_usd"`
+	Annotator    string `json:"annotator,omitempty"`
+	Domain       string `json:"domain,omitempty"`
+	Model        string `json:"model,omitempty"`
+	Annotations  int    `json:"annotations"`
+	InputTokens  int64  `json:"input_tokens"`
+	OutputTokens int64  `json:"output_tokens"`
+	CachedTokens int64  `json:"cached_input_tokens"` // of InputTokens, served from the prompt cache
+	// CacheHit is CachedTokens / InputTokens: the share of input the prompt cache served.
+	CacheHit float64  `json:"cache_hit_share"`
+	Cost     *float64 `json:"cost_usd"`
 }
 
 // Usage is what the stored annotations cost: per run, per annotator, per domain and in all.
@@ -52,9 +55,10 @@ func Used(cfg *config.Config, stats []store.RunStats) Usage {
 		ann, _ := cfg.Annotator(s.Annotator)
 		model := ann.ModelName
 		line := Line{Annotator: s.Annotator, Domain: s.Domain, Model: model, Annotations: s.Calls,
-			InputTokens: s.InputTokens, OutputTokens: s.OutputTokens}
+			InputTokens: s.InputTokens, OutputTokens: s.OutputTokens, CachedTokens: s.CachedTokens}
+		line.share()
 		if p, ok := priceOf(cfg, ann); ok {
-			line.Cost = ptr(p.Cost(s.InputTokens, s.OutputTokens))
+			line.Cost = ptr(p.Cost(s.InputTokens, s.OutputTokens, s.CachedTokens))
 		} else {
 			unpriced[model] = true
 		}
@@ -63,6 +67,7 @@ func Used(cfg *config.Config, stats []store.RunStats) Usage {
 		add(bucket(byDomain, s.Domain, Line{Domain: s.Domain}), line)
 		add(&r.Total, line)
 	}
+	r.Total.share()
 	r.Annotators, r.Domains = sorted(byAnnotator), sorted(byDomain)
 	for m := range unpriced {
 		r.Unpriced = append(r.Unpriced, m)
@@ -179,8 +184,8 @@ func (e Estimator) run(ctx context.Context, p Pair, size int, so store.RunStats)
 		est.OutputTokens = int64(math.Round(float64(so.OutputTokens) / float64(so.Calls) * float64(est.Samples)))
 	}
 	if price, ok := priceOf(e.Config, ann); ok {
-		est.Cost = ptr(price.Cost(est.InputTokens, est.OutputTokens))
-		est.CostMax = ptr(price.Cost(est.InputTokens, est.OutputTokensMax))
+		est.Cost = ptr(price.Cost(est.InputTokens, est.OutputTokens, 0))
+		est.CostMax = ptr(price.Cost(est.InputTokens, est.OutputTokensMax, 0))
 	}
 	return est, nil
 }
@@ -209,7 +214,15 @@ func add(into *Line, line Line) {
 	into.Annotations += line.Annotations
 	into.InputTokens += line.InputTokens
 	into.OutputTokens += line.OutputTokens
+	into.CachedTokens += line.CachedTokens
 	into.Cost = sum(into.Cost, line.Cost)
+}
+
+// share sets CacheHit from the token counts.
+func (l *Line) share() {
+	if l.InputTokens > 0 {
+		l.CacheHit = float64(l.CachedTokens) / float64(l.InputTokens)
+	}
 }
 
 func sum(a, b *float64) *float64 {
@@ -228,6 +241,7 @@ func sorted(m map[string]*Line) []Line {
 	out := make([]Line, len(keys))
 	for i, k := range keys {
 		out[i] = *m[k]
+		out[i].share()
 	}
 	return out
 }

@@ -114,3 +114,16 @@ func TestEstimateCountsTheRemainingSamplesPrompts(t *testing.T) {
 		t.Errorf("annotator 2: %+v, total %+v", two, got.Total)
 	}
 }
+
+func TestCachedTokensAreCheaperAndReportedAsAShare(t *testing.T) {
+	cfg := testConfig(t)
+	cached := 0.03
+	p := cfg.Prices["flash"]
+	p.CachedInputPerMillion = &cached
+	cfg.Prices["flash"] = p
+	r := Used(cfg, []store.RunStats{{Annotator: "1", Domain: "urgency", Calls: 10, InputTokens: 1_000_000, CachedTokens: 750_000}})
+	// 250 000 at 0.30 + 750 000 at 0.03 = 0.075 + 0.0225.
+	if !near(r.Runs[0].Cost, 0.0975) || r.Runs[0].CacheHit != 0.75 || r.Total.CacheHit != 0.75 || r.Annotators[0].CachedTokens != 750_000 {
+		t.Errorf("run %+v, total %+v", r.Runs[0], r.Total)
+	}
+}

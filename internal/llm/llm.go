@@ -22,6 +22,7 @@ type Response struct {
 	Model        string // the model that answered, as the provider reports it
 	InputTokens  int
 	OutputTokens int
+	CachedTokens int // of InputTokens, served from the provider's prompt cache
 }
 
 // Provider answers annotation requests.

@@ -137,11 +137,11 @@ func (p *Postgres) Stats(ctx context.Context, f Filter) ([]RunStats, error) {
 		out                              []RunStats
 		annotator, domain, status, label string
 		n                                int
-		in, outTokens                    int64
+		t                                tokenSums
 		last                             time.Time
 	)
-	if _, err := pgx.ForEachRow(rows, []any{&annotator, &domain, &status, &label, &n, &in, &outTokens, &last}, func() error {
-		out = addStatsGroup(out, annotator, domain, status, label, n, in, outTokens, last.UTC())
+	if _, err := pgx.ForEachRow(rows, []any{&annotator, &domain, &status, &label, &n, &t.in, &t.out, &t.cached, &last}, func() error {
+		out = addStatsGroup(out, annotator, domain, status, label, n, t, last.UTC())
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("store: stats: %w", err)

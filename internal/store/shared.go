@@ -88,8 +88,9 @@ const (
 // upsertSQL never replaces an ok annotation with a worse one; see Store.UpsertAnnotation.
 const upsertSQL = `INSERT INTO annotations (
 	annotator, domain, sample_id, label, status, raw_reply, parse_error, validity_error, error,
-	model, prompt_hash, latency_ms, input_tokens, output_tokens, attempt, created_at, updated_at, seq
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+	model, prompt_hash, latency_ms, input_tokens, output_tokens, attempt, created_at, updated_at, seq,
+	cached_tokens
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 ON CONFLICT (annotator, domain, sample_id) DO UPDATE SET
 	label = excluded.label,
 	status = excluded.status,
@@ -102,6 +103,7 @@ ON CONFLICT (annotator, domain, sample_id) DO UPDATE SET
 	latency_ms = excluded.latency_ms,
 	input_tokens = excluded.input_tokens,
 	output_tokens = excluded.output_tokens,
+	cached_tokens = excluded.cached_tokens,
 	attempt = excluded.attempt,
 	created_at = excluded.created_at,
 	updated_at = excluded.updated_at,
@@ -113,7 +115,7 @@ WHERE annotations.status <> 'ok' OR excluded.status = 'ok'`
 func upsertArgs(a Annotation, created, updated any, seq int64) []any {
 	return []any{a.Annotator, a.Domain, a.SampleID, a.Label, a.Status, a.RawReply, a.ParseError,
 		a.ValidityError, a.Error, a.Model, a.PromptHash, a.LatencyMS, a.InputTokens,
-		a.OutputTokens, a.Attempt, created, updated, seq}
+		a.OutputTokens, a.Attempt, created, updated, seq, a.CachedTokens}
 }
 
 // countAnnotationsQuery is the query of CountAnnotations and its arguments.
@@ -132,14 +134,14 @@ func countAnnotationsQuery(annotator, domain string, limit int) (string, []any) 
 // annotationDest lists them.
 const annotationColumns = `a.annotator, a.domain, a.sample_id, a.label, a.status, a.raw_reply,
 	a.parse_error, a.validity_error, a.error, a.model, a.prompt_hash, a.latency_ms,
-	a.input_tokens, a.output_tokens, a.attempt, a.created_at`
+	a.input_tokens, a.output_tokens, a.attempt, a.cached_tokens, a.created_at`
 
 // annotationDest is where a row of annotationColumns is scanned: into a, but created_at into
 // created, then the columns that follow into extra.
 func annotationDest(a *Annotation, created any, extra ...any) []any {
 	return append([]any{&a.Annotator, &a.Domain, &a.SampleID, &a.Label, &a.Status, &a.RawReply,
 		&a.ParseError, &a.ValidityError, &a.Error, &a.Model, &a.PromptHash, &a.LatencyMS,
-		&a.InputTokens, &a.OutputTokens, &a.Attempt, created}, extra...)
+		&a.InputTokens, &a.OutputTokens, &a.Attempt, &a.CachedTokens, created}, extra...)
 }
 
 // exportQuery is the query of Export over the WHERE clause where.
@@ -181,7 +183,7 @@ func annotationsQuery(where string, args []any, before int64, limit int) (string
 func statsQuery(sum, newest, where string) string {
 	return `SELECT a.annotator, a.domain, a.status,
 		CASE WHEN a.status = 'ok' THEN a.label ELSE '' END AS ok_label,
-		COUNT(*), ` + fmt.Sprintf(sum, "a.input_tokens") + `, ` + fmt.Sprintf(sum, "a.output_tokens") + `,
+		COUNT(*), ` + fmt.Sprintf(sum, "a.input_tokens") + `, ` + fmt.Sprintf(sum, "a.output_tokens") + `, ` + fmt.Sprintf(sum, "a.cached_tokens") + `,
 		MAX(` + newest + `)
 		FROM annotations a JOIN samples s ON s.id = a.sample_id` + where + `
 		GROUP BY a.annotator, a.domain, a.status, ok_label
@@ -365,9 +367,12 @@ func addCount(c *Counts, status string, n int) {
 	}
 }
 
+// tokenSums are a stats group's sums of tokens.
+type tokenSums struct{ in, out, cached int64 }
+
 // addStatsGroup folds one group of the stats query (the annotations of one status, and for
 // status ok of one label, of a run) into out, whose groups come ordered by annotator then domain.
-func addStatsGroup(out []RunStats, annotator, domain, status, label string, n int, in, outTokens int64, last time.Time) []RunStats {
+func addStatsGroup(out []RunStats, annotator, domain, status, label string, n int, t tokenSums, last time.Time) []RunStats {
 	if len(out) == 0 || out[len(out)-1].Annotator != annotator || out[len(out)-1].Domain != domain {
 		out = append(out, RunStats{Annotator: annotator, Domain: domain, Labels: map[string]int{}})
 	}
@@ -377,8 +382,9 @@ func addStatsGroup(out []RunStats, annotator, domain, status, label string, n in
 		rs.Labels[label] += n
 	}
 	rs.Calls += n
-	rs.InputTokens += in
-	rs.OutputTokens += outTokens
+	rs.InputTokens += t.in
+	rs.OutputTokens += t.out
+	rs.CachedTokens += t.cached
 	if last.After(rs.LastAt) {
 		rs.LastAt = last
 	}

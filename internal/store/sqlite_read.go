@@ -167,17 +167,17 @@ func (s *SQLite) Stats(ctx context.Context, f Filter) ([]RunStats, error) {
 		var (
 			annotator, domain, status, label string
 			n                                int
-			in, outTokens                    int64
+			t                                tokenSums
 			last                             string
 		)
-		if err := rows.Scan(&annotator, &domain, &status, &label, &n, &in, &outTokens, &last); err != nil {
+		if err := rows.Scan(&annotator, &domain, &status, &label, &n, &t.in, &t.out, &t.cached, &last); err != nil {
 			return nil, fmt.Errorf("store: stats: %w", err)
 		}
 		lastAt, err := time.Parse(time.RFC3339Nano, last)
 		if err != nil {
 			return nil, fmt.Errorf("store: stats: (%s, %s): newest created_at: %w", annotator, domain, err)
 		}
-		out = addStatsGroup(out, annotator, domain, status, label, n, in, outTokens, lastAt)
+		out = addStatsGroup(out, annotator, domain, status, label, n, t, lastAt)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: stats: %w", err)

@@ -47,6 +47,7 @@ type Annotation struct {
 	LatencyMS     int64
 	InputTokens   int
 	OutputTokens  int
+	CachedTokens  int // of InputTokens, served from the provider's prompt cache
 	Attempt       int
 	// CreatedAt is kept to the backend's precision, cut toward the past: SQLite keeps the
 	// nanosecond, PostgreSQL (timestamptz) the microsecond. It is read back in UTC.
@@ -146,6 +147,7 @@ type RunStats struct {
 	Labels       map[string]int
 	InputTokens  int64
 	OutputTokens int64
+	CachedTokens int64
 	Calls        int       // rows, of any status
 	LastAt       time.Time // the newest CreatedAt, in UTC
 }

@@ -689,3 +689,29 @@ func TestDeleteAnnotationsDeletesOnlyTheRunsRowsOfTheGivenStatuses(t *testing.T)
 		}
 	})
 }
+
+// Cached input tokens are kept per annotation and summed per run.
+func TestCachedTokensAreStoredAndSummed(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		s := b.open(t)
+		if _, err := s.ImportSamples(ctx, []store.Sample{{ID: "c1", Text: "one"}, {ID: "c2", Text: "two"}}); err != nil {
+			t.Fatal(err)
+		}
+		for i, id := range []string{"c1", "c2"} {
+			a := store.Annotation{Annotator: "1", Domain: "urgency", SampleID: id, Status: store.StatusOK, Label: "LEVEL_1",
+				InputTokens: 1000, OutputTokens: 10, CachedTokens: 600 + i*100, CreatedAt: time.Now()}
+			if err := s.UpsertAnnotation(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, rows, err := s.Sample(ctx, "c2")
+		if err != nil || len(rows) != 1 || rows[0].CachedTokens != 700 {
+			t.Fatalf("sample c2: %+v (%v); want 700 cached tokens", rows, err)
+		}
+		stats, err := s.Stats(ctx, store.Filter{})
+		if err != nil || len(stats) != 1 || stats[0].CachedTokens != 1300 || stats[0].InputTokens != 2000 {
+			t.Fatalf("stats %+v (%v); want 1 300 of 2 000 input tokens cached", stats, err)
+		}
+	})
+}

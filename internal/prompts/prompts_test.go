@@ -298,3 +298,22 @@ func TestDeleteRefusesTheActiveVersionAndRemovesOthers(t *testing.T) {
 		t.Fatalf("deleting a shared version named like annotator 1's active one: %v", err)
 	}
 }
+
+// Providers cache a repeated prompt prefix: the instructions must come first and the sample's
+// text last, so every call of a run shares all of the template before it.
+func TestBuiltinTemplatesPutTheTextLast(t *testing.T) {
+	for _, d := range labels.Domains {
+		tmpl, err := Builtin(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(tmpl, Placeholder); n != 1 {
+			t.Errorf("%s: %d placeholders; want one", d, n)
+			continue
+		}
+		before, after, _ := strings.Cut(tmpl, Placeholder)
+		if len(after) > 40 || len(before) < 10*len(after) {
+			t.Errorf("%s: %d bytes follow the text (%q); the fixed part must come before it", d, len(after), after)
+		}
+	}
+}

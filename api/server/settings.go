@@ -62,6 +62,9 @@ type GlobalSettings struct {
 	ThinkingBudget           *int    `json:"thinking_budget" nullable:"true" doc:"null: none sent"`
 	SafetyThreshold          string  `json:"safety_threshold"`
 	QuotaDayZone             string  `json:"quota_day_zone"`
+	Mode                     string  `json:"mode" enum:"sync,batch" doc:"every annotator's default: a call per sample, or chunks as provider batches"`
+	BatchChunkSize           int     `json:"batch_chunk_size"`
+	BatchMaxChunks           int     `json:"batch_max_chunks"`
 }
 
 // AnnotatorSettings is one annotator's effective settings.
@@ -70,6 +73,7 @@ type AnnotatorSettings struct {
 	Model             string `json:"model"`
 	BaseURL           string `json:"base_url"`
 	QuotaPool         string `json:"quota_pool"`
+	Mode              string `json:"mode"`
 	RequestsPerMinute int    `json:"requests_per_minute"`
 	RequestsPerDay    int    `json:"requests_per_day"`
 	TokensPerMinute   int    `json:"tokens_per_minute"`
@@ -408,12 +412,15 @@ func (s *Server) configView(cfg *config.Config) ConfigView {
 			ThinkingBudget:           g.ThinkingBudget,
 			SafetyThreshold:          g.SafetyThreshold,
 			QuotaDayZone:             g.QuotaDayZone,
+			Mode:                     g.Mode,
+			BatchChunkSize:           g.BatchChunkSize,
+			BatchMaxChunks:           g.BatchMaxChunks,
 		},
 		Annotators: make(map[string]AnnotatorSettings, len(cfg.Annotators)),
 	}
 	for _, a := range cfg.Annotators {
 		as := AnnotatorSettings{
-			Provider: a.Provider, Model: a.ModelName, BaseURL: a.BaseURL, QuotaPool: a.QuotaPool,
+			Provider: a.Provider, Model: a.ModelName, BaseURL: a.BaseURL, QuotaPool: a.QuotaPool, Mode: a.Mode,
 			RequestsPerMinute: a.RequestsPerMinute, RequestsPerDay: a.RequestsPerDay, TokensPerMinute: a.TokensPerMinute,
 			Key: maskKey(a.APIKey), KeyFromEnv: s.keyFromEnv(a.ID),
 			Domains: make(map[string]DomainSetting, len(labels.Domains)),

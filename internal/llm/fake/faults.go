@@ -154,41 +154,64 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, wf wire, c *
 		wf.writeReply(w, r, c, normalReply(c), streamPlan{cut: after})
 	case ResetConnection:
 		resetConnection(w)
+	default:
+		rep, e := s.faultAnswer(c, f)
+		if e != nil {
+			wf.writeError(w, c, *e)
+			return
+		}
+		wf.writeReply(w, r, c, rep, noFault)
+	}
+}
+
+// faultAnswer is the answer f stands for when it is a whole reply or an error: every kind but
+// the four that act on the connection (Hang, StallStream, MidStreamError, ResetConnection),
+// which a batch line, having no connection of its own, gets as the error a client would make
+// of them (see batch.go).
+func (s *Server) faultAnswer(c *call, f Fault) (reply, *apiErr) {
+	switch f.Kind {
+	case Hang:
+		return reply{}, &apiErr{kind: failServer, status: http.StatusGatewayTimeout}
+	case StallStream, MidStreamError, ResetConnection:
+		return reply{}, &apiErr{kind: failServer, status: http.StatusServiceUnavailable}
 	case ServerError:
 		status := f.Status
 		if status == 0 {
 			status = http.StatusInternalServerError
 		}
-		wf.writeError(w, c, apiErr{kind: failServer, status: status})
+		return reply{}, &apiErr{kind: failServer, status: status}
 	case Overloaded:
-		wf.writeError(w, c, apiErr{kind: failOverloaded})
+		return reply{}, &apiErr{kind: failOverloaded}
 	case RateLimitMinute:
 		retry := f.RetryAfter
 		if retry <= 0 {
 			retry = 2 * time.Second
 		}
 		// A key without an RPM still reports a nonzero limit: "limit: 0" means no quota.
-		wf.writeError(w, c, apiErr{kind: failRateMinute, retry: retry, limit: orDefault(s.opts.Keys[c.key].RPM, 15)})
+		return reply{}, &apiErr{kind: failRateMinute, retry: retry, limit: orDefault(s.opts.Keys[c.key].RPM, 15)}
 	case RateLimitDay:
-		wf.writeError(w, c, s.dayLimit(s.opts.Now(), orDefault(s.opts.Keys[c.key].RPD, 1500)))
+		e := s.dayLimit(s.opts.Now(), orDefault(s.opts.Keys[c.key].RPD, 1500))
+		return reply{}, &e
 	case NoQuotaFault:
-		wf.writeError(w, c, noQuota(s.opts.Now()))
+		e := noQuota(s.opts.Now())
+		return reply{}, &e
 	case SafetyBlockPrompt:
-		wf.writeReply(w, r, c, reply{promptBlocked: true}, noFault)
+		return reply{promptBlocked: true}, nil
 	case SafetyFinish:
-		wf.writeReply(w, r, c, reply{finish: finishSafety}, noFault)
+		return reply{finish: finishSafety}, nil
 	case MaxTokensEmpty:
-		wf.writeReply(w, r, c, reply{finish: finishMaxTokens, thoughts: orDefault(c.maxTokens, 1024)}, noFault)
+		return reply{finish: finishMaxTokens, thoughts: orDefault(c.maxTokens, 1024)}, nil
 	case Malformed:
-		wf.writeReply(w, r, c, reply{text: malformedText(c), finish: finishStop}, noFault)
+		return reply{text: malformedText(c), finish: finishStop}, nil
 	case InvalidKeyFault:
-		wf.writeError(w, c, apiErr{kind: failInvalidKey})
+		return reply{}, &apiErr{kind: failInvalidKey}
 	case ModelNotFound:
-		wf.writeError(w, c, apiErr{kind: failModelNotFound})
+		return reply{}, &apiErr{kind: failModelNotFound}
 	case BadRequest:
-		wf.writeError(w, c, apiErr{kind: failBadRequest, field: "generation_config.thinking_config",
-			msg: "Thinking budget is not supported for this model.", code: "unsupported_parameter"})
+		return reply{}, &apiErr{kind: failBadRequest, field: "generation_config.thinking_config",
+			msg: "Thinking budget is not supported for this model.", code: "unsupported_parameter"}
 	}
+	return normalReply(c), nil
 }
 
 func orDefault(n, def int) int {

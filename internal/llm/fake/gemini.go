@@ -44,6 +44,7 @@ type (
 		CandidatesTokenCount int `json:"candidatesTokenCount,omitempty"`
 		ThoughtsTokenCount   int `json:"thoughtsTokenCount,omitempty"`
 		TotalTokenCount      int `json:"totalTokenCount,omitempty"`
+		CachedContentTokens  int `json:"cachedContentTokenCount,omitempty"`
 	}
 	gemResponse struct {
 		Candidates     []gemCandidate `json:"candidates,omitempty"`
@@ -106,33 +107,39 @@ func (g geminiWire) parse(r *http.Request, raw []byte) (*call, *apiErr) {
 	if err := json.Unmarshal(raw, &c.body); err != nil {
 		return c, badGemini("", "Invalid JSON payload received. "+err.Error())
 	}
+	return c, parseGeminiRequest(c)
+}
+
+// parseGeminiRequest validates c.body, a GenerateContentRequest, and reads its prompt into c: a
+// call and a line of a batch are read alike.
+func parseGeminiRequest(c *call) *apiErr {
 	if e := unknownFields(c.body, "", gemRequestFields); e != nil {
-		return c, e
+		return e
 	}
 	cfg, _ := field(c.body, "generationConfig").(map[string]any)
 	if e := unknownFields(cfg, "generation_config", gemConfigFields); e != nil {
-		return c, e
+		return e
 	}
 	thinking, _ := field(cfg, "thinkingConfig").(map[string]any)
 	if e := unknownFields(thinking, "generation_config.thinking_config", gemThinkingFields); e != nil {
-		return c, e
+		return e
 	}
 	if n, ok := field(cfg, "maxOutputTokens").(float64); ok {
 		c.maxTokens = int(n)
 	}
 	if e := checkSafety(field(c.body, "safetySettings")); e != nil {
-		return c, e
+		return e
 	}
 
 	contents, _ := c.body["contents"].([]any)
 	if len(contents) == 0 {
-		return c, badGemini("contents", "* GenerateContentRequest.contents: contents is not specified\n")
+		return badGemini("contents", "* GenerateContentRequest.contents: contents is not specified\n")
 	}
 	first, _ := contents[0].(map[string]any)
 	if parts, _ := first["parts"].([]any); len(parts) == 0 {
-		return c, badGemini("contents[0].parts", "* GenerateContentRequest.contents[0].parts: contents.parts must not be empty.\n")
+		return badGemini("contents[0].parts", "* GenerateContentRequest.contents[0].parts: contents.parts must not be empty.\n")
 	} else if p, _ := parts[0].(map[string]any); p["text"] == nil {
-		return c, badGemini("contents[0].parts[0].text", "* GenerateContentRequest.contents[0].parts[0].data: required oneof field 'data' must have one initialized field\n")
+		return badGemini("contents[0].parts[0].text", "* GenerateContentRequest.contents[0].parts[0].data: required oneof field 'data' must have one initialized field\n")
 	}
 	var texts []string
 	for _, content := range contents {
@@ -140,7 +147,7 @@ func (g geminiWire) parse(r *http.Request, raw []byte) (*call, *apiErr) {
 	}
 	c.prompt = strings.Join(texts, "\n")
 	c.input = strings.Join(append(partTexts(field(c.body, "systemInstruction")), c.prompt), "\n")
-	return c, nil
+	return nil
 }
 
 // field reads a field under its camelCase or snake_case name.
@@ -334,7 +341,8 @@ func (g geminiWire) writeReply(w http.ResponseWriter, r *http.Request, c *call, 
 func (g geminiWire) events(c *call, rep reply) []gemResponse {
 	base := gemResponse{ModelVersion: c.model, ResponseID: fmt.Sprintf("fake-%d", g.s.nextID())}
 	prompt := words(c.input)
-	base.UsageMetadata = gemUsage{PromptTokenCount: prompt, TotalTokenCount: prompt}
+	cached := g.s.cachedTokens(c)
+	base.UsageMetadata = gemUsage{PromptTokenCount: prompt, TotalTokenCount: prompt, CachedContentTokens: cached}
 	switch {
 	case rep.promptBlocked:
 		base.PromptFeedback = &gemFeedback{BlockReason: "SAFETY", SafetyRatings: blockedRatings()}
@@ -359,7 +367,7 @@ func (g geminiWire) events(c *call, rep reply) []gemResponse {
 			ev.Candidates[0].FinishReason = rep.finish
 		}
 		out := words(sent)
-		ev.UsageMetadata = gemUsage{PromptTokenCount: prompt, CandidatesTokenCount: out, TotalTokenCount: prompt + out}
+		ev.UsageMetadata = gemUsage{PromptTokenCount: prompt, CandidatesTokenCount: out, TotalTokenCount: prompt + out, CachedContentTokens: cached}
 		events[i] = ev
 	}
 	return events

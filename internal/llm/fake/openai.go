@@ -39,6 +39,9 @@ type (
 		CompletionTokens int        `json:"completion_tokens"`
 		TotalTokens      int        `json:"total_tokens"`
 		Details          *oaDetails `json:"completion_tokens_details,omitempty"`
+		PromptDetails    struct {
+			CachedTokens int `json:"cached_tokens"`
+		} `json:"prompt_tokens_details"`
 	}
 	oaResponse struct {
 		ID                string     `json:"id"`
@@ -201,8 +204,10 @@ func maskKey(k string) string {
 	return k[:3] + strings.Repeat("*", len(k)-7) + k[len(k)-4:]
 }
 
-func (o openaiWire) writeReply(w http.ResponseWriter, r *http.Request, c *call, rep reply, plan streamPlan) {
-	finish := "stop"
+// outcome is what every rendering of rep shares: the finish reason, the usage and the
+// response fields that do not depend on streaming.
+func (o openaiWire) outcome(c *call, rep reply) (finish string, usage oaUsage, base oaResponse) {
+	finish = "stop"
 	switch {
 	case rep.promptBlocked, rep.finish == finishSafety:
 		finish = "content_filter"
@@ -210,20 +215,31 @@ func (o openaiWire) writeReply(w http.ResponseWriter, r *http.Request, c *call, 
 		finish = "length"
 	}
 	prompt := words(c.input)
-	usage := oaUsage{PromptTokens: prompt, CompletionTokens: words(rep.text)}
+	usage = oaUsage{PromptTokens: prompt, CompletionTokens: words(rep.text)}
+	usage.PromptDetails.CachedTokens = o.s.cachedTokens(c)
 	if rep.thoughts > 0 {
 		usage.CompletionTokens = rep.thoughts
 		usage.Details = &oaDetails{ReasoningTokens: rep.thoughts}
 	}
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
-	base := oaResponse{ID: fmt.Sprintf("chatcmpl-fake%d", o.s.nextID()), Created: o.s.opts.Now().Unix(),
+	base = oaResponse{ID: fmt.Sprintf("chatcmpl-fake%d", o.s.nextID()), Created: o.s.opts.Now().Unix(),
 		Model: c.model, SystemFingerprint: "fp_fake"}
+	return finish, usage, base
+}
 
+// completion is rep as a whole chat.completion object, the body of a reply that does not stream
+// and of a batch output line.
+func (o openaiWire) completion(c *call, rep reply) oaResponse {
+	finish, usage, resp := o.outcome(c, rep)
+	resp.Object = "chat.completion"
+	resp.Choices = []oaChoice{{Message: &oaMessage{Role: "assistant", Content: strings.Join(o.s.deltas(rep.text, false), "")}, FinishReason: &finish}}
+	resp.Usage = usage
+	return resp
+}
+
+func (o openaiWire) writeReply(w http.ResponseWriter, r *http.Request, c *call, rep reply, plan streamPlan) {
 	if !c.stream {
-		resp := base
-		resp.Object = "chat.completion"
-		resp.Choices = []oaChoice{{Message: &oaMessage{Role: "assistant", Content: strings.Join(o.s.deltas(rep.text, false), "")}, FinishReason: &finish}}
-		resp.Usage = usage
+		resp := o.completion(c, rep)
 		body := encode(resp, "  ")
 		if plan.cut >= 0 {
 			o.s.writeTruncated(w, r, "application/json", body, plan)
@@ -233,6 +249,7 @@ func (o openaiWire) writeReply(w http.ResponseWriter, r *http.Request, c *call, 
 		return
 	}
 
+	finish, usage, base := o.outcome(c, rep)
 	base.Object = "chat.completion.chunk"
 	if c.includeUsage {
 		base.Usage = json.RawMessage("null")

@@ -8,6 +8,10 @@
 // answers it; failing that, a random fault (Options.FaultRate); failing that, the key's quota
 // decides between a 429 and a normal reply. Faulted requests neither consult nor consume the
 // quota, so tests can drive faults and quotas independently.
+//
+// It also serves both batch APIs (Gemini batchGenerateContent with the File API, OpenAI's Batch
+// API with its files): see batch.go for how a batch runs, what its lines answer and how its
+// faults are injected.
 package fake
 
 import (
@@ -17,6 +21,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -55,6 +60,11 @@ type Options struct {
 	// max_tokens, code unsupported_parameter, "Use 'max_completion_tokens' instead." They take
 	// max_completion_tokens. Such a request counts as Rejected, before faults and quota.
 	RejectMaxTokens []string
+	// BatchTurnaround is how long a batch takes, measured from its submission by Now: pending
+	// (OpenAI validating) for the first quarter, running (in_progress, then finalizing for the
+	// last tenth) while its lines are answered one after another, succeeded (completed) at the
+	// end. Zero finishes a batch at once.
+	BatchTurnaround time.Duration
 }
 
 // Key is one accepted API key and its quota. Only accepted requests count toward RPM and RPD,
@@ -71,6 +81,12 @@ type Key struct {
 	// NoQuota answers every request with Gemini's 429 "limit: 0" or OpenAI's 429
 	// insufficient_quota: the key has no quota for the model at all.
 	NoQuota bool
+	// MaxBatches is how many of the key's batches may be unfinished at once (0 = unlimited);
+	// MaxEnqueuedTokens how many input tokens their lines may hold in all (0 = unlimited). A
+	// submission over either is refused with the provider's 429. Batch lines use neither RPM
+	// nor RPD: batch mode has its own quota.
+	MaxBatches        int
+	MaxEnqueuedTokens int
 }
 
 // RequestInfo is what the server saw of one generate request, for tests that assert what a
@@ -104,6 +120,8 @@ type Server struct {
 	seq      int // numbers response ids
 	rng      *rand.Rand
 	held     chan struct{} // non-nil while Hold holds the answers; closed by Release
+	batch    batchStore
+	prefix   map[string]string // by key: the input of its last call, for the prompt cache
 }
 
 type answerKey struct{ key, model, prompt string }
@@ -145,6 +163,10 @@ func Start(opts Options) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1beta/models/{action}", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.PathValue("action"), ":batchGenerateContent") {
+			s.geminiBatchCreate(w, r)
+			return
+		}
 		s.generate(w, r, geminiWire{s})
 	})
 	mux.HandleFunc("GET /v1beta/models", s.geminiModels)
@@ -152,6 +174,7 @@ func Start(opts Options) (*Server, error) {
 		s.generate(w, r, openaiWire{s})
 	})
 	mux.HandleFunc("GET /v1/models", s.openaiModels)
+	s.routeBatches(mux)
 	s.srv = &http.Server{Handler: s.track(mux), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		defer close(s.served)

@@ -23,6 +23,21 @@ type Stats struct {
 	Held        int
 	InFlight    int
 	MaxInFlight int
+
+	// The batch APIs, both formats. Their requests count in Requests and ByKey too, as model
+	// listings do (Requests, or Rejected for a bad key); a batch line is no generate request
+	// and counts in no KeyStats field. A line answered normally counts toward Duplicates, as
+	// paid work, once its batch has ended and been read.
+	BatchSubmits     int // create-batch requests that made a batch (lost replies included)
+	BatchDuplicates  int // of those, batches whose name the key had already given an earlier batch
+	BatchRateLimited int // create-batch requests refused by Key.MaxBatches or Key.MaxEnqueuedTokens
+	BatchRejected    int // create-batch requests refused otherwise: a bad key, body or input file
+	BatchPolls       int // reads of one batch (Gemini GET batches/{id}, OpenAI GET /v1/batches/{id})
+	BatchLists       int // pages of batch listings
+	BatchFetches     int // downloads of a file's content (Gemini responses file, OpenAI output or error file)
+	BatchCancels     int // cancel requests that cancelled something
+	FileUploads      int // files stored (Gemini: finalized uploads; OpenAI: POST /v1/files)
+	BatchLines       int // lines of the batches made
 }
 
 // KeyStats counts one key's requests. Every generate request lands in exactly one of

@@ -189,3 +189,24 @@ func (s *Server) listRequest(key string) bool {
 	s.stats.ByKey[key] = ks
 	return ok
 }
+
+// cacheBlock is the fake prompt cache's granularity, in tokens (words).
+const cacheBlock = 16
+
+// cachedTokens plays the providers' prompt cache: the part of c's input it shares with the
+// previous call of the same key, in whole blocks, counts as served from the cache. Prompts
+// that put their fixed instructions first share all of them.
+func (s *Server) cachedTokens(c *call) int {
+	s.mu.Lock()
+	prev := s.prefix[c.key]
+	if s.prefix == nil {
+		s.prefix = map[string]string{}
+	}
+	s.prefix[c.key] = c.input
+	s.mu.Unlock()
+	n := 0
+	for n < len(prev) && n < len(c.input) && prev[n] == c.input[n] {
+		n++
+	}
+	return words(c.input[:n]) / cacheBlock * cacheBlock
+}

@@ -14,3 +14,5 @@ func TestAgainstTheFakeServer(t *testing.T) { providertest.AgainstTheFakeServer(
 func TestAgainstTheFakeServerSentRequestAndQuota(t *testing.T) {
 	providertest.TheFakeServerSeesTheRequestAndCountsQuota(t, provider)
 }
+
+func TestCachedTokensAreRead(t *testing.T) { providertest.CachedTokensAreRead(t, provider) }

@@ -91,7 +91,7 @@ func pacific() *time.Location {
 // reply's text, without thought parts, and its token counts. Failures are *llm.Error, except
 // that a cancelled ctx returns ctx.Err() (see package httpx).
 func (c *Client) Complete(ctx context.Context, req llm.Request) (llm.Response, error) {
-	model := strings.TrimPrefix(cmp.Or(req.Model, c.model), "models/")
+	model := c.modelOf(req)
 	endpoint := c.base + "/v1beta/models/" + url.PathEscape(model)
 	if c.stream {
 		endpoint += ":streamGenerateContent?alt=sse"
@@ -102,13 +102,9 @@ func (c *Client) Complete(ctx context.Context, req llm.Request) (llm.Response, e
 	header.Set("x-goog-api-key", c.http.Key.Reveal())
 	var r reply
 	err := httpx.Do(ctx, c.http, httpx.Exchange[apiError]{
-		URL:    endpoint,
-		Header: header,
-		Body: request{
-			Contents:         []content{{Role: "user", Parts: []part{{Text: req.Prompt}}}},
-			GenerationConfig: c.genConfig,
-			SafetySettings:   c.safety,
-		},
+		URL:     endpoint,
+		Header:  header,
+		Body:    c.newRequest(req),
 		Stream:  c.stream,
 		Refused: c.classify,
 		Whole:   func(data []byte) error { return c.take(data, &r) },
@@ -119,6 +115,20 @@ func (c *Client) Complete(ctx context.Context, req llm.Request) (llm.Response, e
 		return llm.Response{}, err
 	}
 	return c.result(&r, model)
+}
+
+// modelOf is the model that answers req, without the "models/" prefix.
+func (c *Client) modelOf(req llm.Request) string {
+	return strings.TrimPrefix(cmp.Or(req.Model, c.model), "models/")
+}
+
+// newRequest is the GenerateContentRequest of req: a call's body, and a batch line's request.
+func (c *Client) newRequest(req llm.Request) request {
+	return request{
+		Contents:         []content{{Role: "user", Parts: []part{{Text: req.Prompt}}}},
+		GenerationConfig: c.genConfig,
+		SafetySettings:   c.safety,
+	}
 }
 
 // event takes in one event of a stream.
@@ -170,6 +180,7 @@ func (c *Client) result(r *reply, model string) (llm.Response, error) {
 	resp := llm.Response{Text: text, Model: cmp.Or(r.modelVersion, model)}
 	if u := r.usage; u != nil {
 		resp.InputTokens = u.PromptTokenCount
+		resp.CachedTokens = u.CachedContentTokenCount
 		resp.OutputTokens = u.CandidatesTokenCount + u.ThoughtsTokenCount
 	}
 	return resp, nil

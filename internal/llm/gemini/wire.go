@@ -51,6 +51,8 @@ type usageMetadata struct {
 	PromptTokenCount     int `json:"promptTokenCount"`
 	CandidatesTokenCount int `json:"candidatesTokenCount"`
 	ThoughtsTokenCount   int `json:"thoughtsTokenCount"`
+	// CachedContentTokenCount is the part of the prompt served from the context cache.
+	CachedContentTokenCount int `json:"cachedContentTokenCount"`
 }
 
 // apiError is a google.rpc.Status, as an error reply holds it: {"error": apiError}.

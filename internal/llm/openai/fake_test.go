@@ -69,3 +69,5 @@ func TestTheTokenLimitGoesUnderTheNameTheModelTakes(t *testing.T) {
 		})
 	}
 }
+
+func TestCachedTokensAreRead(t *testing.T) { providertest.CachedTokensAreRead(t, provider) }

@@ -87,18 +87,9 @@ func (c *Client) Complete(ctx context.Context, req llm.Request) (llm.Response, e
 // complete sends one chat completion, with the output limit named max_completion_tokens when
 // completionTokens is set, else max_tokens.
 func (c *Client) complete(ctx context.Context, model, prompt string, completionTokens bool) (llm.Response, error) {
-	r := request{
-		Model:       model,
-		Messages:    []message{{Role: "user", Content: prompt}},
-		Temperature: c.temperature,
-		Stream:      c.stream,
-	}
-	if completionTokens {
-		r.MaxCompletionTokens = c.maxTokens
-	} else {
-		r.MaxTokens = c.maxTokens
-	}
+	r := c.body(model, prompt, completionTokens)
 	if c.stream {
+		r.Stream = true
 		r.StreamOptions = &streamOptions{IncludeUsage: true}
 	}
 	header := http.Header{}
@@ -117,6 +108,22 @@ func (c *Client) complete(ctx context.Context, model, prompt string, completionT
 		return llm.Response{}, err
 	}
 	return c.result(&rep, model)
+}
+
+// body is the request of one prompt, not streamed: a call's, and a batch line's. The output
+// limit is named max_completion_tokens when completionTokens is set, else max_tokens.
+func (c *Client) body(model, prompt string, completionTokens bool) request {
+	r := request{
+		Model:       model,
+		Messages:    []message{{Role: "user", Content: prompt}},
+		Temperature: c.temperature,
+	}
+	if completionTokens {
+		r.MaxCompletionTokens = c.maxTokens
+	} else {
+		r.MaxTokens = c.maxTokens
+	}
+	return r
 }
 
 // event takes in one event of a stream, which ends with "data: [DONE]".
@@ -168,6 +175,9 @@ func (c *Client) result(r *reply, model string) (llm.Response, error) {
 	resp := llm.Response{Text: text, Model: cmp.Or(r.model, model)}
 	if u := r.usage; u != nil {
 		resp.InputTokens, resp.OutputTokens = u.PromptTokens, u.CompletionTokens
+		if d := u.PromptTokensDetails; d != nil {
+			resp.CachedTokens = d.CachedTokens
+		}
 	}
 	return resp, nil
 }

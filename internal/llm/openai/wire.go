@@ -39,8 +39,11 @@ type chatResponse struct {
 }
 
 type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
+	PromptTokens        int `json:"prompt_tokens"`
+	CompletionTokens    int `json:"completion_tokens"`
+	PromptTokensDetails *struct {
+		CachedTokens int `json:"cached_tokens"` // served from the prompt cache
+	} `json:"prompt_tokens_details"`
 }
 
 // apiError is an error object, as an error reply holds it: {"error": apiError}.

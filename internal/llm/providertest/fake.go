@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mhannotator/mha/internal/config"
+	"github.com/mhannotator/mha/internal/labels"
 	"github.com/mhannotator/mha/internal/llm"
 	"github.com/mhannotator/mha/internal/llm/fake"
 	"github.com/mhannotator/mha/internal/llm/httpx"
@@ -141,5 +142,26 @@ func TheFakeServerSeesTheRequestAndCountsQuota(t *testing.T, p Provider) {
 	}
 	if st := srv.Stats().ByKey[p.Key]; st.Accepted != 1 || st.RateLimited != 1 {
 		t.Errorf("stats = %+v, want one accepted and one rate limited", st)
+	}
+}
+
+// CachedTokensAreRead checks that p reads the cached part of the prompt from the usage the
+// fake server reports: nothing on a key's first call, the shared instructions on the next.
+func CachedTokensAreRead(t *testing.T, p Provider) {
+	for _, stream := range []bool{false, true} {
+		srv := startFake(t, p, fake.Options{})
+		c := fakeClient(t, p, srv, stream, p.Key)
+		instructions := strings.Repeat("Read the text and rate its urgency. ", 20)
+		first, err := c.Complete(context.Background(), llm.Request{Prompt: instructions + "Text: one. <<LEVEL_N>>", Domain: labels.Urgency})
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, err := c.Complete(context.Background(), llm.Request{Prompt: instructions + "Text: two. <<LEVEL_N>>", Domain: labels.Urgency})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first.CachedTokens != 0 || second.CachedTokens < 100 || second.CachedTokens > second.InputTokens {
+			t.Errorf("stream %v: cached tokens %d then %d (of %d); want 0, then the instructions' share", stream, first.CachedTokens, second.CachedTokens, second.InputTokens)
+		}
 	}
 }

@@ -17,77 +17,21 @@ import (
 
 	"github.com/mhannotator/mha/internal/llm"
 	"github.com/mhannotator/mha/internal/llm/fake"
+	"github.com/mhannotator/mha/internal/llm/providertest"
 )
 
 // The batch mode against the in-repo fake, which runs batches by its clock and answers their
 // lines with the replies calls get.
 
-const turnaround = 200 * time.Millisecond
-
 func startBatchFake(t *testing.T, opts fake.Options) *fake.Server {
-	t.Helper()
-	if opts.Keys == nil {
-		opts.Keys = map[string]fake.Key{testKey: {}}
-	}
-	if opts.BatchTurnaround == 0 {
-		opts.BatchTurnaround = turnaround
-	}
-	srv, err := fake.Start(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv
+	return providertest.StartBatchFake(t, testKey, opts)
 }
 
-// samples are n keyed requests whose prompts differ, each naming its key so that a fault can
-// pick it out.
-func samples(n int) []llm.BatchRequest {
-	reqs := make([]llm.BatchRequest, n)
-	for i := range reqs {
-		key := fmt.Sprintf("sample-%02d", i+1)
-		reqs[i] = llm.BatchRequest{Key: key, Request: llm.Request{
-			Prompt: "Classify the urgency of this text and end with <<LEVEL_N>>.\nText (" + key + "): I can't sleep and I feel hopeless.",
-		}}
-	}
-	return reqs
-}
-
-// waitFinal polls b until it ends, and returns the states it went through, without repeats.
-func waitFinal(t *testing.T, c llm.Batcher, id string) (llm.Batch, []llm.BatchState) {
-	t.Helper()
-	var seen []llm.BatchState
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, err := c.GetBatch(context.Background(), id)
-		if err != nil {
-			t.Fatalf("GetBatch(%s): %v", id, err)
-		}
-		if len(seen) == 0 || seen[len(seen)-1] != b.State {
-			seen = append(seen, b.State)
-		}
-		if b.State.Final() {
-			return b, seen
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("batch %s still %s after 10s (states %v)", id, b.State, seen)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// byKey indexes results, failing on a key that comes twice.
-func byKey(t *testing.T, results []llm.BatchResult) map[string]llm.BatchResult {
-	t.Helper()
-	m := map[string]llm.BatchResult{}
-	for _, r := range results {
-		if _, dup := m[r.Key]; dup {
-			t.Fatalf("key %s has two results", r.Key)
-		}
-		m[r.Key] = r
-	}
-	return m
-}
+var (
+	samples   = providertest.BatchSamples
+	waitFinal = providertest.WaitFinal
+	byKey     = providertest.ByKey
+)
 
 // setVar sets *p to v for the test.
 func setVar[T any](t *testing.T, p *T, v T) {

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -190,13 +191,20 @@ func (r *run) followChunks(ctx workflow.Context) {
 			continue
 		}
 		if p.State == "failed" {
-			// The provider refused the batch as a whole: its samples go back to the queue,
-			// and the run waits, failed with the provider's reason, for a reset.
+			// The provider refused the batch as a whole: its samples go back to the queue.
+			// Over the enqueued-token limit (which OpenAI reports this way, not at submit) the
+			// run tries again after a back-off; otherwise it waits, failed with the provider's
+			// reason, for a reset.
 			id := c.BatchID
 			r.dropChunk(i, "failed")
 			i--
 			r.st.NeedsProgress = true
-			r.fail(ctx, temporal.NewNonRetryableApplicationError("the provider failed batch "+id+": "+p.Error, "BatchFailed", nil))
+			reason := "the provider failed batch " + id + ": " + p.Error
+			if strings.HasPrefix(p.Error, "token_limit_exceeded") {
+				r.wait(ctx, &contract.Wait{Status: contract.StatusWaitingRetry, Reason: reason})
+				return
+			}
+			r.fail(ctx, temporal.NewNonRetryableApplicationError(reason, "BatchFailed", nil))
 			continue
 		}
 		if r.collectChunk(ctx, c) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ type fakeProvider struct {
 	turnaround time.Duration
 	retry      map[string]int // sample → times its line comes back malformed
 	expire     bool
+	failOnce   string // the next batch to end fails with this reason
 	batches    map[string]*fakeBatch
 	names      map[string]string // chunk name → batch ID
 	submits    int
@@ -33,6 +35,7 @@ type fakeBatch struct {
 	keys      []string
 	submitted time.Time
 	cancelled bool
+	failed    string
 }
 
 func newFakeProvider(size int, turnaround time.Duration) *fakeProvider {
@@ -64,7 +67,8 @@ func (f *fakeProvider) submit(_ context.Context, in contract.SubmitChunkInput) (
 	f.submits++
 	id := fmt.Sprintf("batch-%d", f.submits)
 	f.names[in.Name] = id
-	f.batches[id] = &fakeBatch{keys: res.Keys, submitted: f.env.Now()}
+	f.batches[id] = &fakeBatch{keys: res.Keys, submitted: f.env.Now(), failed: f.failOnce}
+	f.failOnce = ""
 	res.BatchID, res.State = id, "pending"
 	return res, nil
 }
@@ -73,6 +77,8 @@ func (f *fakeProvider) state(b *fakeBatch) string {
 	switch {
 	case b.cancelled:
 		return "cancelled"
+	case b.failed != "" && f.env.Now().Sub(b.submitted) >= f.turnaround:
+		return "failed"
 	case f.env.Now().Sub(b.submitted) < f.turnaround:
 		return "running"
 	case f.expire:
@@ -84,7 +90,7 @@ func (f *fakeProvider) state(b *fakeBatch) string {
 func (f *fakeProvider) poll(_ context.Context, in contract.ChunkRef) (contract.PollChunkResult, error) {
 	f.polls++
 	b := f.batches[in.BatchID]
-	return contract.PollChunkResult{State: f.state(b), Total: len(b.keys)}, nil
+	return contract.PollChunkResult{State: f.state(b), Total: len(b.keys), Error: b.failed}, nil
 }
 
 func (f *fakeProvider) cancel(_ context.Context, in contract.ChunkRef) error {
@@ -234,5 +240,28 @@ func TestRetriedSubmitAdoptsTheBatch(t *testing.T) {
 	st := result(t, env)
 	if st.Status != contract.StatusCompleted || f.submits != 1 || len(f.batches) != 1 {
 		t.Fatalf("status %+v, %d batches; want completed with one batch", st, len(f.batches))
+	}
+}
+
+// A batch failed for the enqueued-token limit goes back to the queue and is submitted again
+// after a back-off; any other failed batch fails the run with the provider's reason.
+func TestFailedChunks(t *testing.T) {
+	f := newFakeProvider(4, time.Minute)
+	f.failOnce = "token_limit_exceeded: Enqueued token limit reached"
+	env := newBatchEnv(t, f)
+	env.ExecuteWorkflow(AnnotationRun, batchInput(4, 4, 1))
+	if st := result(t, env); st.Status != contract.StatusCompleted || f.submits != 2 || st.Batch.ByState["done_failed"] != 1 {
+		t.Fatalf("status %+v after %d submits; want completed on the second", st, f.submits)
+	}
+
+	f = newFakeProvider(4, time.Minute)
+	f.failOnce = "invalid_request: the input file has no lines"
+	env = newBatchEnv(t, f)
+	var failed contract.Status
+	env.RegisterDelayedCallback(func() { failed = query(t, env) }, 10*time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalStop, nil) }, 11*time.Minute)
+	env.ExecuteWorkflow(AnnotationRun, batchInput(4, 4, 1))
+	if failed.Status != contract.StatusFailed || !strings.Contains(failed.LastError, "the input file has no lines") || f.submits != 1 {
+		t.Errorf("status %+v after %d submits; want failed with the provider's reason", failed, f.submits)
 	}
 }

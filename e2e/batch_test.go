@@ -143,3 +143,36 @@ func TestBatchModePauseAndStop(t *testing.T) {
 		t.Errorf("stored %d (status says %d); want the first chunk and what the cancelled one answered, fewer than 20", got, st.Completed)
 	}
 }
+
+// TestBatchSubmitSurvivesAWorkerKilledMidSubmit kills the worker while the provider has made a
+// chunk's batch but not yet answered the submit: the next worker's retry finds the batch by its
+// name and adopts it, so nothing is submitted twice.
+func TestBatchSubmitSurvivesAWorkerKilledMidSubmit(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, fake.Options{Keys: map[string]fake.Key{"key-kill": {}}, BatchTurnaround: time.Second})
+	f.InjectBatch(fake.BatchFault{Kind: fake.BatchHangingReply, Times: 1})
+	const n = 20
+	global := netGlobal(f.URL(), map[string]any{"batch_chunk_size": 10, "batch_max_chunks": 1})
+	s := newStackWith(t, global, map[string]map[labels.Domain]int{"bk": {labels.Modality: n}}, n,
+		map[string]map[string]any{"bk": {"mode": "batch"}}, map[string]string{"bk": "key-kill"})
+	p := runs.Pair{Annotator: "bk", Domain: labels.Modality}
+	w := s.startWorker()
+	if out, code := s.starter("start", "--all"); code != 0 {
+		t.Fatalf("start exited %d: %s", code, out)
+	}
+	waitFor(t, 20*time.Second, "the provider to make the first batch", func() (bool, string) {
+		st := f.Stats()
+		return st.BatchSubmits == 1, fmt.Sprint(st.BatchSubmits, " batches")
+	})
+	if err := w.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = w.Process.Wait()
+	s.startWorker()
+	st := s.waitStatus(p, contract.StatusCompleted, time.Minute)
+	fs := f.Stats()
+	if st.Completed != n || s.stored(p) != n || fs.BatchSubmits != 2 || fs.BatchDuplicates != 0 || fs.BatchLines != n {
+		t.Fatalf("status %+v, stored %d; fake made %d batches (%d duplicate names, %d lines); want %d stored from 2 batches, no duplicate",
+			st, s.stored(p), fs.BatchSubmits, fs.BatchDuplicates, fs.BatchLines, n)
+	}
+}

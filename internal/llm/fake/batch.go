@@ -1,6 +1,7 @@
 package fake
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -50,6 +51,9 @@ const (
 	// BatchLostReply makes the batch, then resets the connection instead of replying, as a
 	// network that drops the reply would: the client cannot know the batch exists.
 	BatchLostReply BatchFaultKind = "batch_lost_reply"
+	// BatchHangingReply makes the batch, then never replies: only the client's deadline, or
+	// its death, ends the request. A worker killed while it waits is the case to test.
+	BatchHangingReply BatchFaultKind = "batch_hanging_reply"
 )
 
 // BatchFault is a queued misbehaviour of whole batches, tried in the order injected; the first
@@ -78,7 +82,7 @@ type queuedBatchFault struct {
 
 // InjectBatch queues f behind the batch faults already queued. It panics on an unknown kind.
 func (s *Server) InjectBatch(f BatchFault) {
-	if !slices.Contains([]BatchFaultKind{BatchFail, BatchExpire, BatchLostReply}, f.Kind) {
+	if !slices.Contains([]BatchFaultKind{BatchFail, BatchExpire, BatchLostReply, BatchHangingReply}, f.Kind) {
 		panic(fmt.Sprintf("fake.InjectBatch: unknown batch fault kind %q", f.Kind))
 	}
 	s.mu.Lock()
@@ -491,4 +495,12 @@ func (s *Server) routeBatches(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/batches", s.openaiBatchList)
 	mux.HandleFunc("GET /v1/batches/{id}", s.openaiBatchGet)
 	mux.HandleFunc("POST /v1/batches/{id}/cancel", s.openaiBatchCancel)
+}
+
+// hang waits until the client leaves or the server closes.
+func (s *Server) hang(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-s.closing:
+	}
 }

@@ -157,6 +157,8 @@ func (s *Server) geminiBatchCreate(w http.ResponseWriter, r *http.Request) {
 		writeGem(w, geminiBatchLimit(model, *lim))
 	case f != nil && f.Kind == BatchLostReply:
 		resetConnection(w)
+	case f != nil && f.Kind == BatchHangingReply:
+		s.hang(r.Context())
 	default:
 		writeJSON(w, http.StatusOK, geminiJSON, "  ", geminiWire{s}.operation(s.view(j)))
 	}

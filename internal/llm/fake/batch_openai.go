@@ -231,6 +231,8 @@ func (s *Server) openaiBatchCreate(w http.ResponseWriter, r *http.Request) {
 		writeOALimit(w, j.model, *lim)
 	case f != nil && f.Kind == BatchLostReply:
 		resetConnection(w)
+	case f != nil && f.Kind == BatchHangingReply:
+		s.hang(r.Context())
 	default:
 		writeJSON(w, http.StatusOK, "application/json", "  ", openaiWire{s}.batchObject(s.view(j)))
 	}

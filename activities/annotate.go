@@ -67,6 +67,10 @@ type Limiter interface {
 	Reserve(ctx context.Context, pool string, ask contract.Ask, horizon time.Duration, limits contract.QuotaLimits) (slots []time.Time, exhaustedUntil time.Time, err error)
 	// Penalize tells the pool the provider answered 429: nothing is granted until until.
 	Penalize(ctx context.Context, pool string, until time.Time, by string) error
+	// AdmitBatch asks the pool to let a chunk of a batch-mode run go to the provider, within
+	// the pool's batch limits; ReleaseBatch says it is final. Both are idempotent by name.
+	AdmitBatch(ctx context.Context, pool, name string, tokens int, limits contract.QuotaLimits) (contract.BatchAdmission, error)
+	ReleaseBatch(ctx context.Context, pool, name string) error
 }
 
 // meter returns the worker's series.

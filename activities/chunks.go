@@ -108,6 +108,18 @@ func (a *Activities) SubmitChunk(ctx context.Context, in contract.SubmitChunkInp
 	if len(reqs) == 0 {
 		return res, nil
 	}
+	if a.metered(ann) {
+		adm, err := a.Limiter.AdmitBatch(ctx, ann.QuotaPool, in.Name, res.Tokens, ann.QuotaLimits(a.config(ctx).Global))
+		if err != nil {
+			return contract.SubmitChunkResult{}, err
+		}
+		if !adm.Admitted {
+			l := ann.QuotaLimits(a.config(ctx).Global)
+			return contract.SubmitChunkResult{Next: in.From, Wait: &contract.Wait{Until: time.Now().Add(batchAdmitRetry), Status: contract.StatusWaitingQuota,
+				Reason: fmt.Sprintf("quota pool %s has %d batches with %d input tokens at the provider (limits: %d batches, %d tokens); this chunk waits for one to end",
+					ann.QuotaPool, adm.Batches, adm.EnqueuedTokens, l.MaxBatches, l.MaxEnqueuedTokens)}}, nil
+		}
+	}
 	found, ok, err := bat.FindBatch(ctx, in.Name)
 	if err != nil {
 		return contract.SubmitChunkResult{}, batchError("", err, info.Attempt)
@@ -125,9 +137,13 @@ func (a *Activities) SubmitChunk(ctx context.Context, in contract.SubmitChunkInp
 	return res, nil
 }
 
-// PollChunk reads a chunk's state at the provider.
+// batchAdmitRetry is how long a chunk the pool's batch limits turned away waits to ask again:
+// an Update every few seconds per waiting run is cheap, and the place may free up soon.
+const batchAdmitRetry = 10 * time.Second
+
+// PollChunk reads a chunk's state at the provider; a final one leaves the pool's batch count.
 func (a *Activities) PollChunk(ctx context.Context, in contract.ChunkRef) (contract.PollChunkResult, error) {
-	_, _, bat, err := a.batcher(ctx, in.Annotator)
+	ann, _, bat, err := a.batcher(ctx, in.Annotator)
 	if err != nil {
 		return contract.PollChunkResult{}, err
 	}
@@ -135,6 +151,11 @@ func (a *Activities) PollChunk(ctx context.Context, in contract.ChunkRef) (contr
 	b, err := bat.GetBatch(ctx, in.BatchID)
 	if err != nil {
 		return contract.PollChunkResult{}, batchError("", err, activity.GetInfo(ctx).Attempt)
+	}
+	if b.State.Final() && in.Name != "" && a.metered(ann) {
+		if err := a.Limiter.ReleaseBatch(ctx, ann.QuotaPool, in.Name); err != nil {
+			return contract.PollChunkResult{}, err
+		}
 	}
 	return contract.PollChunkResult{State: string(b.State), ProviderState: b.ProviderState, Total: b.Total, Completed: b.Completed,
 		Failed: b.Failed, Error: b.Error}, nil

@@ -176,3 +176,21 @@ func TestBatchSubmitSurvivesAWorkerKilledMidSubmit(t *testing.T) {
 			st, s.stored(p), fs.BatchSubmits, fs.BatchDuplicates, fs.BatchLines, n)
 	}
 }
+
+// TestBatchLimitsOfASharedPool runs two batch-mode annotators whose keys share one quota pool
+// that allows one batch at the provider at once, as the fake's key does: the pool admits one
+// chunk at a time, so the provider never refuses one, and both runs complete.
+func TestBatchLimitsOfASharedPool(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, fake.Options{Keys: map[string]fake.Key{"key-pool": {MaxBatches: 1}}, BatchTurnaround: time.Second})
+	const n = 20
+	global := netGlobal(f.URL(), map[string]any{"batch_chunk_size": 10, "batch_max_chunks": 2, "batch_max_jobs": 1})
+	pool := map[string]any{"mode": "batch", "quota_pool": "shared-batch-pool"}
+	s := newStackWith(t, global, map[string]map[labels.Domain]int{"bp1": {labels.Adjunct: n}, "bp2": {labels.Adjunct: n}}, n,
+		map[string]map[string]any{"bp1": pool, "bp2": pool}, map[string]string{"bp1": "key-pool", "bp2": "key-pool"})
+	s.startWorker()
+	s.runToCompletion(runs.Pair{Annotator: "bp1", Domain: labels.Adjunct}, runs.Pair{Annotator: "bp2", Domain: labels.Adjunct})
+	if st := f.Stats(); st.BatchSubmits != 4 || st.BatchRateLimited != 0 || st.BatchDuplicates != 0 {
+		t.Fatalf("fake: %d batches, %d refused for the key's limit, %d duplicates; want 4, 0, 0", st.BatchSubmits, st.BatchRateLimited, st.BatchDuplicates)
+	}
+}

@@ -72,7 +72,7 @@ func (r *run) executeBatch(ctx workflow.Context) (contract.Status, error) {
 					return r.finish(ctx, contract.StatusCompleted)
 				}
 			}
-			if len(r.st.Chunks) < r.maxChunks() && r.st.Position < r.end() {
+			if len(r.st.Chunks) < r.maxChunks() && r.st.Position < r.end() && !workflow.Now(ctx).Before(r.st.SubmitAfter) {
 				r.submitChunk(ctx)
 				continue
 			}
@@ -125,6 +125,17 @@ func (r *run) submitChunk(ctx workflow.Context) {
 		r.fail(ctx, err)
 		return
 	}
+	if res.Wait != nil {
+		// The pool's batch limits: nothing was submitted. With chunks out, they are still
+		// followed meanwhile.
+		if len(r.st.Chunks) > 0 {
+			r.st.SubmitAfter, r.st.LastError = res.Wait.Until, res.Wait.Reason
+			return
+		}
+		r.wait(ctx, res.Wait)
+		return
+	}
+	r.st.SubmitAfter = time.Time{}
 	r.st.Position = res.Next
 	if res.BatchID == "" {
 		return // every sample looked at was annotated already
@@ -132,7 +143,7 @@ func (r *run) submitChunk(ctx workflow.Context) {
 	now := workflow.Now(ctx)
 	r.st.Chunks = append(r.st.Chunks, contract.Chunk{
 		ChunkView: contract.ChunkView{Seq: r.st.ChunkSeq, BatchID: res.BatchID, State: chunkState(res.State), Lines: len(res.Keys), SubmittedAt: now},
-		Keys:      res.Keys, PromptHash: res.PromptHash, NextPoll: now.Add(minPollInterval),
+		Name:      in.Name, Keys: res.Keys, PromptHash: res.PromptHash, NextPoll: now.Add(minPollInterval),
 	})
 	r.st.LastError = ""
 	r.showDetails(ctx)
@@ -161,6 +172,9 @@ func (r *run) followChunks(ctx workflow.Context) {
 			next = c.NextPoll
 		}
 	}
+	if r.st.SubmitAfter.After(now) && r.st.SubmitAfter.Before(next) {
+		next = r.st.SubmitAfter // time to ask the pool again
+	}
 	if d := next.Sub(now); d > 0 {
 		wctx, cancel := workflow.WithCancel(ctx)
 		r.cancelWait = cancel
@@ -175,7 +189,7 @@ func (r *run) followChunks(ctx workflow.Context) {
 			continue
 		}
 		var p contract.PollChunkResult
-		ref := contract.ChunkRef{Annotator: r.in.Annotator, Domain: r.in.Domain, BatchID: c.BatchID}
+		ref := contract.ChunkRef{Annotator: r.in.Annotator, Domain: r.in.Domain, BatchID: c.BatchID, Name: c.Name}
 		if err := workflow.ExecuteActivity(r.providerCallOptions(ctx, time.Minute), contract.PollChunkName, ref).Get(ctx, &p); err != nil {
 			c.NextPoll = workflow.Now(ctx).Add(maxPollInterval)
 			r.fail(ctx, err)

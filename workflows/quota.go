@@ -69,6 +69,26 @@ func Quota(ctx workflow.Context, in contract.QuotaInput) error {
 		workflow.UpdateHandlerOptions{Validator: q.validate}); err != nil {
 		return err
 	}
+	// Registering handlers records nothing in history: pools started by earlier releases
+	// replay unchanged and take batch requests from now on.
+	if err := workflow.SetUpdateHandler(ctx, contract.UpdateBatchAdmit,
+		func(ctx workflow.Context, req contract.BatchAdmit) (contract.BatchAdmission, error) {
+			if req.Limits != nil {
+				if err := q.adopt(*req.Limits); err != nil {
+					workflow.GetLogger(ctx).Warn("Ignoring invalid quota limits of a batch", "error", err)
+				}
+			}
+			return q.admitBatch(req), nil
+		}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandler(ctx, contract.UpdateBatchRelease,
+		func(ctx workflow.Context, name string) (contract.BatchAdmission, error) {
+			delete(q.st.Batches, name)
+			return q.batches(false), nil
+		}); err != nil {
+		return err
+	}
 	penalties := workflow.GetSignalChannel(ctx, contract.SignalPenalize)
 	configures := workflow.GetSignalChannel(ctx, contract.SignalConfigure)
 	workflow.Go(ctx, func(ctx workflow.Context) {
@@ -515,9 +535,40 @@ func (q *quota) status(now time.Time) contract.QuotaStatus {
 			}
 		}
 	}
+	b := q.batches(false)
+	s.Batches, s.EnqueuedTokens, s.MaxBatches, s.MaxEnqueuedTokens = b.Batches, b.EnqueuedTokens, q.st.Limits.MaxBatches, q.st.Limits.MaxEnqueuedTokens
 	s.CallsToday = q.countOnDay(q.dayOf(now))
 	s.NextFreeSlot = q.nextSlot(now, 0)
 	return s
+}
+
+// admitBatch lets a chunk go to the provider when the pool's batches stay within MaxBatches
+// and MaxEnqueuedTokens; a chunk admitted before (a retried submit) is admitted again without
+// counting twice. A chunk larger than MaxEnqueuedTokens alone is admitted when nothing else is
+// enqueued, or it could never go.
+func (q *quota) admitBatch(req contract.BatchAdmit) contract.BatchAdmission {
+	if _, ok := q.st.Batches[req.Name]; ok {
+		return q.batches(true)
+	}
+	l, now := q.st.Limits, q.batches(false)
+	if (l.MaxBatches > 0 && now.Batches >= l.MaxBatches) ||
+		(l.MaxEnqueuedTokens > 0 && now.Batches > 0 && now.EnqueuedTokens+req.Tokens > l.MaxEnqueuedTokens) {
+		return now
+	}
+	if q.st.Batches == nil {
+		q.st.Batches = map[string]int{}
+	}
+	q.st.Batches[req.Name] = req.Tokens
+	return q.batches(true)
+}
+
+// batches is the pool's batch accounting as an answer.
+func (q *quota) batches(admitted bool) contract.BatchAdmission {
+	a := contract.BatchAdmission{Admitted: admitted, Batches: len(q.st.Batches)}
+	for _, tokens := range q.st.Batches {
+		a.EnqueuedTokens += tokens
+	}
+	return a
 }
 
 // legacyRequester is who slot i of a previous-release request is for.

@@ -971,3 +971,49 @@ func sameReservation(a, b contract.Reservation) bool {
 	}
 	return true
 }
+
+// The pool admits chunks of batch-mode runs within MaxBatches and MaxEnqueuedTokens, admits a
+// chunk it admitted before again without counting it twice, and frees its place once released.
+func TestQuotaAdmitsBatchesWithinItsLimits(t *testing.T) {
+	r := newQuotaEnv(t)
+	var answers []contract.BatchAdmission
+	send := func(name string, arg any) {
+		r.env.UpdateWorkflow(name, fmt.Sprint(len(answers), name), &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) },
+			OnComplete: func(v any, err error) {
+				if err != nil {
+					t.Error(err)
+				}
+				answers = append(answers, v.(contract.BatchAdmission))
+			}}, arg)
+	}
+	steps := []func(){
+		func() { send(contract.UpdateBatchAdmit, contract.BatchAdmit{Name: "c1", Tokens: 600}) },
+		func() { send(contract.UpdateBatchAdmit, contract.BatchAdmit{Name: "c2", Tokens: 600}) }, // over the tokens
+		func() { send(contract.UpdateBatchAdmit, contract.BatchAdmit{Name: "c1", Tokens: 600}) }, // a retried submit
+		func() { send(contract.UpdateBatchAdmit, contract.BatchAdmit{Name: "c3", Tokens: 300}) },
+		func() { send(contract.UpdateBatchAdmit, contract.BatchAdmit{Name: "c4", Tokens: 10}) }, // over the jobs
+		func() { send(contract.UpdateBatchRelease, "c1") },
+		func() { send(contract.UpdateBatchRelease, "c1") }, // released twice: once
+		func() { send(contract.UpdateBatchAdmit, contract.BatchAdmit{Name: "c2", Tokens: 600}) },
+	}
+	for i, step := range steps {
+		r.env.RegisterDelayedCallback(step, time.Duration(i+1)*time.Second)
+	}
+	limits := contract.QuotaLimits{RequestsPerMinute: 10, RequestsPerDay: 100, MaxBatches: 2, MaxEnqueuedTokens: 1000}
+	if err := r.execute(limits, time.Minute); err != nil && !isCanceled(err) {
+		t.Fatal(err)
+	}
+	want := []contract.BatchAdmission{
+		{Admitted: true, Batches: 1, EnqueuedTokens: 600},
+		{Admitted: false, Batches: 1, EnqueuedTokens: 600},
+		{Admitted: true, Batches: 1, EnqueuedTokens: 600},
+		{Admitted: true, Batches: 2, EnqueuedTokens: 900},
+		{Admitted: false, Batches: 2, EnqueuedTokens: 900},
+		{Admitted: false, Batches: 1, EnqueuedTokens: 300},
+		{Admitted: false, Batches: 1, EnqueuedTokens: 300},
+		{Admitted: true, Batches: 2, EnqueuedTokens: 900},
+	}
+	if fmt.Sprint(answers) != fmt.Sprint(want) {
+		t.Errorf("answers\n %v\nwant\n %v", answers, want)
+	}
+}

@@ -144,6 +144,10 @@ type Global struct {
 	Mode           string
 	BatchChunkSize int
 	BatchMaxChunks int
+	// BatchMaxJobs and BatchMaxEnqueuedTokens are a quota pool's batch limits: jobs at the
+	// provider at once and their input tokens; 0 means none.
+	BatchMaxJobs           int
+	BatchMaxEnqueuedTokens int
 }
 
 // Annotator is one API key + model, with its effective settings (global values applied).
@@ -159,12 +163,13 @@ type Annotator struct {
 	// The limits of the annotator's quota pool: the global ones unless the annotator sets
 	// its own; annotators of one pool must agree.
 	RequestsPerMinute, RequestsPerDay, TokensPerMinute int
+	BatchMaxJobs, BatchMaxEnqueuedTokens               int
 }
 
 // QuotaLimits are the limits of a's quota pool.
 func (a Annotator) QuotaLimits(g Global) contract.QuotaLimits {
 	return contract.QuotaLimits{RequestsPerMinute: a.RequestsPerMinute, RequestsPerDay: a.RequestsPerDay,
-		TokensPerMinute: a.TokensPerMinute, DayZone: g.QuotaDayZone}
+		TokensPerMinute: a.TokensPerMinute, DayZone: g.QuotaDayZone, MaxBatches: a.BatchMaxJobs, MaxEnqueuedTokens: a.BatchMaxEnqueuedTokens}
 }
 
 // DomainSettings is one (annotator, domain) pair's settings.
@@ -327,7 +332,7 @@ var globalFields = []string{
 	"requests_per_minute", "requests_per_day", "tokens_per_minute", "max_concurrent_activities",
 	"dataset_path", "offline_latency_seconds", "stream", "stream_idle_timeout_seconds",
 	"temperature", "max_output_tokens", "thinking_budget", "safety_threshold", "quota_day_zone",
-	"mode", "batch_chunk_size", "batch_max_chunks",
+	"mode", "batch_chunk_size", "batch_max_chunks", "batch_max_jobs", "batch_max_enqueued_tokens",
 }
 
 func decodeGlobal(raw json.RawMessage, probs *problems) Global {
@@ -383,6 +388,8 @@ func decodeGlobal(raw json.RawMessage, probs *problems) Global {
 	// Gemini takes inline batches up to 20 MB and files up to 2 GB; OpenAI 50 000 lines.
 	g.BatchChunkSize = o.integer("batch_chunk_size", 1, 50000, g.BatchChunkSize)
 	g.BatchMaxChunks = o.integer("batch_max_chunks", 1, 100, g.BatchMaxChunks)
+	g.BatchMaxJobs = o.integer("batch_max_jobs", 0, 100000, g.BatchMaxJobs)
+	g.BatchMaxEnqueuedTokens = o.integer("batch_max_enqueued_tokens", 0, 2000000000, g.BatchMaxEnqueuedTokens)
 	// Compared only when both values are good, so one mistake is not reported twice.
 	if !o.bad["request_timeout_seconds"] && !o.bad["heartbeat_timeout_seconds"] && g.RequestTimeout >= g.HeartbeatTimeout {
 		req, hb := g.RequestTimeout.Seconds(), g.HeartbeatTimeout.Seconds()
@@ -396,7 +403,8 @@ func decodeGlobal(raw json.RawMessage, probs *problems) Global {
 	return g
 }
 
-var annotatorFields = []string{"quota_pool", "model_name", "provider", "base_url", "mode", "requests_per_minute", "requests_per_day", "tokens_per_minute"}
+var annotatorFields = []string{"quota_pool", "model_name", "provider", "base_url", "mode", "requests_per_minute", "requests_per_day", "tokens_per_minute",
+	"batch_max_jobs", "batch_max_enqueued_tokens"}
 
 // modes are the annotation modes.
 var modes = []string{contract.ModeSync, contract.ModeBatch}
@@ -538,6 +546,8 @@ func decodeAnnotator(path, id string, raw json.RawMessage, g Global, probs *prob
 	a.RequestsPerMinute = o.integer("requests_per_minute", 1, 100000, g.RequestsPerMinute)
 	a.RequestsPerDay = o.integer("requests_per_day", 1, 100000000, g.RequestsPerDay)
 	a.TokensPerMinute = o.integer("tokens_per_minute", 0, 1000000000, g.TokensPerMinute)
+	a.BatchMaxJobs = o.integer("batch_max_jobs", 0, 100000, g.BatchMaxJobs)
+	a.BatchMaxEnqueuedTokens = o.integer("batch_max_enqueued_tokens", 0, 2000000000, g.BatchMaxEnqueuedTokens)
 	o.unknown(append(allowed, annotatorFields...))
 	return a, true
 }

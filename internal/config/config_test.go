@@ -590,7 +590,7 @@ func runRejectCases(t *testing.T, cases []rejectCase) {
 }
 
 func TestUnknownFieldsAreRejectedWithTheirPath(t *testing.T) {
-	domainsAndFields := "urgency, therapeutic, intensity, adjunct, modality, redressal, quota_pool, model_name, provider, base_url, mode, requests_per_minute, requests_per_day, tokens_per_minute"
+	domainsAndFields := "urgency, therapeutic, intensity, adjunct, modality, redressal, quota_pool, model_name, provider, base_url, mode, requests_per_minute, requests_per_day, tokens_per_minute, batch_max_jobs, batch_max_enqueued_tokens"
 	cases := []rejectCase{
 		{"an unknown top-level key", `{"annotators": {}, "globals": {}}`,
 			"globals: unknown field (allowed: global, annotators, prices)"},

@@ -57,6 +57,9 @@ type SubmitChunkResult struct {
 	Adopted    bool     // the batch already existed: an earlier attempt submitted it
 	Tokens     int      // estimated input tokens enqueued
 	State      string   // the provider's state, normalised (llm.BatchState)
+	// Wait, when set, says the pool's batch limits admit nothing more now: nothing was
+	// submitted, and the run tries again after the wait.
+	Wait *Wait `json:",omitempty"`
 }
 
 // ChunkRef names a submitted chunk for polling, collecting and cancelling.
@@ -64,6 +67,7 @@ type ChunkRef struct {
 	Annotator string
 	Domain    labels.Domain
 	BatchID   string
+	Name      string `json:",omitempty"` // its name, under which the quota pool admitted it
 }
 
 // PollChunkResult is a chunk's state at the provider.

@@ -7,12 +7,17 @@ import (
 
 // Quota workflow names.
 const (
-	QuotaName       = "Quota"
-	UpdateReserve   = "reserve"
-	SignalPenalize  = "penalize"
-	SignalConfigure = "configure"
-	QueryQuotaState = "state"
-	DefaultDayZone  = "America/Los_Angeles" // Gemini's daily quotas reset at midnight Pacific
+	QuotaName     = "Quota"
+	UpdateReserve = "reserve"
+	// UpdateBatchAdmit and UpdateBatchRelease account a batch-mode run's chunks against the
+	// pool's batch limits: admitted at submission, released once final. Both are idempotent
+	// by the chunk's name, so a retried submit or poll never counts a batch twice.
+	UpdateBatchAdmit   = "batch_admit"
+	UpdateBatchRelease = "batch_release"
+	SignalPenalize     = "penalize"
+	SignalConfigure    = "configure"
+	QueryQuotaState    = "state"
+	DefaultDayZone     = "America/Los_Angeles" // Gemini's daily quotas reset at midnight Pacific
 )
 
 // QuotaID is the workflow ID of a quota pool's workflow. The pool is a name from the config,
@@ -25,11 +30,14 @@ type QuotaLimits struct {
 	RequestsPerDay    int
 	TokensPerMinute   int    // 0 = no token limit
 	DayZone           string // IANA zone whose midnight resets the daily count; "" = DefaultDayZone
+	// Batch limits: jobs at the provider at once, and their input tokens enqueued; 0 = none.
+	MaxBatches        int `json:",omitempty"`
+	MaxEnqueuedTokens int `json:",omitempty"`
 }
 
 // Validate checks limits before they are applied.
 func (l QuotaLimits) Validate() error {
-	if l.RequestsPerMinute < 1 || l.RequestsPerDay < 1 || l.TokensPerMinute < 0 {
+	if l.RequestsPerMinute < 1 || l.RequestsPerDay < 1 || l.TokensPerMinute < 0 || l.MaxBatches < 0 || l.MaxEnqueuedTokens < 0 {
 		return fmt.Errorf("quota limits must be positive (requests/min %d, requests/day %d, tokens/min %d)",
 			l.RequestsPerMinute, l.RequestsPerDay, l.TokensPerMinute)
 	}
@@ -93,6 +101,21 @@ type Reservation struct {
 	ExhaustedUntil time.Time
 }
 
+// BatchAdmit asks a pool to let chunk Name, of Tokens input tokens, go to the provider.
+type BatchAdmit struct {
+	Name   string
+	Tokens int
+	Limits *QuotaLimits `json:",omitempty"`
+}
+
+// BatchAdmission answers BatchAdmit and UpdateBatchRelease: whether the chunk may go (a chunk
+// admitted before is admitted again), and the pool's batches afterwards.
+type BatchAdmission struct {
+	Admitted       bool
+	Batches        int
+	EnqueuedTokens int
+}
+
 // Penalty is a provider's 429: nothing is granted on the pool until Until.
 type Penalty struct {
 	Until time.Time
@@ -117,7 +140,11 @@ type QuotaStatus struct {
 	CallsToday        int                       `json:"calls_today"`
 	NextFreeSlot      time.Time                 `json:"next_free_slot"`
 	PenaltyUntil      time.Time                 `json:"penalty_until,omitzero"`
-	Held              int                       `json:"held"` // future slots held for waiting runs
+	Held              int                       `json:"held"`            // future slots held for waiting runs
+	Batches           int                       `json:"batches"`         // chunks at the provider
+	EnqueuedTokens    int                       `json:"enqueued_tokens"` // their input tokens
+	MaxBatches        int                       `json:"max_batches,omitempty"`
+	MaxEnqueuedTokens int                       `json:"max_enqueued_tokens,omitempty"`
 	Requesters        map[string]RequesterStats `json:"requesters"`
 }
 
@@ -142,6 +169,8 @@ type QuotaState struct {
 	// Late is how late a call may start after its slot: SlotLateness once the pool answers
 	// Asks, zero for the previous release's requests, whose slots were used on time.
 	Late time.Duration `json:",omitempty"`
+	// Batches are the chunks admitted and not released yet: name → input tokens.
+	Batches map[string]int `json:",omitempty"`
 }
 
 // SlotLateness is how late a call may start after its slot, by a worker's clock: the pool

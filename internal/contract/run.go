@@ -61,14 +61,18 @@ type RunState struct {
 	Carry   Carry
 	// A batch-mode run's chunks at the provider, the last chunk number used, and the chunks
 	// finished, by how they ended.
-	Chunks     []Chunk        `json:",omitempty"`
-	ChunkSeq   int            `json:",omitempty"`
-	ChunksDone map[string]int `json:",omitempty"`
+	Chunks   []Chunk `json:",omitempty"`
+	ChunkSeq int     `json:",omitempty"`
+	// SubmitAfter: the pool's batch limits turned the last chunk away; none is submitted
+	// before then, while the chunks out are still followed.
+	SubmitAfter time.Time      `json:",omitzero"`
+	ChunksDone  map[string]int `json:",omitempty"`
 }
 
 // Chunk is a submitted chunk a batch-mode run follows.
 type Chunk struct {
 	ChunkView
+	Name       string
 	Keys       []string
 	PromptHash string
 	NextPoll   time.Time

@@ -55,7 +55,7 @@ const maxAsksPerUpdate = 200
 // LimitsFrom reads a pool's limits from the config.
 func LimitsFrom(g config.Global) contract.QuotaLimits {
 	return contract.QuotaLimits{RequestsPerMinute: g.RequestsPerMinute, RequestsPerDay: g.RequestsPerDay,
-		TokensPerMinute: g.TokensPerMinute, DayZone: g.QuotaDayZone}
+		TokensPerMinute: g.TokensPerMinute, DayZone: g.QuotaDayZone, MaxBatches: g.BatchMaxJobs, MaxEnqueuedTokens: g.BatchMaxEnqueuedTokens}
 }
 
 // Reserve asks pool for up to ask.Count call slots starting within horizon; see
@@ -154,25 +154,54 @@ const reserveTimeout = time.Minute
 // retries keep the Update's ID, so one the server took before the connection failed is
 // answered again instead of granting twice.
 func (q *QuotaClient) update(pool string, req contract.ReserveRequest, limits contract.QuotaLimits) (contract.Reservation, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), reserveTimeout)
+	var res contract.Reservation
+	err := q.send(context.Background(), pool, contract.UpdateReserve, req, limits, &res)
+	return res, err
+}
+
+// send sends Update name with arg to pool's workflow (starting it with limits if needed),
+// retrying what the server turns away for now under one Update ID, and reads the answer into
+// out.
+func (q *QuotaClient) send(ctx context.Context, pool, name string, arg any, limits contract.QuotaLimits, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, reserveTimeout)
 	defer cancel()
-	id := "reserve-" + rand.Text()
+	id := name + "-" + rand.Text()
 	backoff := 100 * time.Millisecond
 	for {
-		res, err := q.updateOnce(ctx, pool, id, req, limits)
+		err := q.updateOnce(ctx, pool, id, name, arg, limits, out)
 		if err == nil || !transient(err) || ctx.Err() != nil {
-			return res, err
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return res, err
+			return err
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
-func (q *QuotaClient) updateOnce(ctx context.Context, pool, id string, req contract.ReserveRequest, limits contract.QuotaLimits) (contract.Reservation, error) {
+// AdmitBatch asks pool to let chunk name of tokens input tokens go to the provider; see
+// contract.BatchAdmit.
+func (q *QuotaClient) AdmitBatch(ctx context.Context, pool, name string, tokens int, limits contract.QuotaLimits) (contract.BatchAdmission, error) {
+	req := contract.BatchAdmit{Name: name, Tokens: tokens}
+	start := q.Limits
+	if limits != (contract.QuotaLimits{}) {
+		req.Limits, start = &limits, limits
+	}
+	var res contract.BatchAdmission
+	err := q.send(ctx, pool, contract.UpdateBatchAdmit, req, start, &res)
+	return res, err
+}
+
+// ReleaseBatch tells pool that chunk name is final at the provider; releasing it again does
+// nothing.
+func (q *QuotaClient) ReleaseBatch(ctx context.Context, pool, name string) error {
+	var res contract.BatchAdmission
+	return q.send(ctx, pool, contract.UpdateBatchRelease, name, q.Limits, &res)
+}
+
+func (q *QuotaClient) updateOnce(ctx context.Context, pool, id, name string, arg any, limits contract.QuotaLimits, out any) error {
 	op := q.Client.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
 		ID:                       contract.QuotaID(pool),
 		TaskQueue:                q.TaskQueue,
@@ -183,19 +212,18 @@ func (q *QuotaClient) updateOnce(ctx context.Context, pool, id string, req contr
 		StartWorkflowOperation: op,
 		UpdateOptions: client.UpdateWorkflowOptions{
 			UpdateID:     id,
-			UpdateName:   contract.UpdateReserve,
-			Args:         []any{req},
+			UpdateName:   name,
+			Args:         []any{arg},
 			WaitForStage: client.WorkflowUpdateStageCompleted,
 		},
 	})
-	var res contract.Reservation
 	if err == nil {
-		err = h.Get(ctx, &res)
+		err = h.Get(ctx, out)
 	}
 	if err != nil {
-		return res, fmt.Errorf("reserve quota of pool %s: %w", pool, err)
+		return fmt.Errorf("%s of quota pool %s: %w", name, pool, err)
 	}
-	return res, nil
+	return nil
 }
 
 // transient reports whether the server turned an Update away for now.

@@ -68,14 +68,28 @@ func runQuota(ctx context.Context, in *invocation, asJSON bool) error {
 	return nil
 }
 
+// batches is a pool's batch jobs at the provider and their input tokens, against the limits.
+func batches(s contract.QuotaStatus) string {
+	if s.Batches == 0 && s.MaxBatches == 0 && s.MaxEnqueuedTokens == 0 {
+		return "-"
+	}
+	limit := func(n int) string {
+		if n == 0 {
+			return ""
+		}
+		return fmt.Sprintf("/%d", n)
+	}
+	return fmt.Sprintf("%d%s (%d%s tokens)", s.Batches, limit(s.MaxBatches), s.EnqueuedTokens, limit(s.MaxEnqueuedTokens))
+}
+
 // renderQuota is the table of pool states.
 func renderQuota(states []contract.QuotaStatus, started []bool, now time.Time) string {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(w, "POOL\tMINUTE\tDAY\tTOKENS/MIN\tNEXT SLOT\tPENALTY")
+	fmt.Fprintln(w, "POOL\tMINUTE\tDAY\tTOKENS/MIN\tBATCHES\tNEXT SLOT\tPENALTY")
 	for i, s := range states {
 		if !started[i] {
-			fmt.Fprintf(w, "%s\tnot_started\t\t\t\t\n", s.Pool)
+			fmt.Fprintf(w, "%s\tnot_started\t\t\t\t\t\n", s.Pool)
 			continue
 		}
 		tokens := "-"
@@ -90,8 +104,8 @@ func renderQuota(states []contract.QuotaStatus, started []bool, now time.Time) s
 		if d := s.PenaltyUntil.Sub(now); d > 0 {
 			penalty = "429, " + d.Round(time.Second).String() + " left"
 		}
-		fmt.Fprintf(w, "%s\t%d/%d\t%d/%d\t%s\t%s\t%s\n", s.Pool, s.CallsThisMinute, s.RequestsPerMinute,
-			s.CallsToday, s.RequestsPerDay, tokens, next, penalty)
+		fmt.Fprintf(w, "%s\t%d/%d\t%d/%d\t%s\t%s\t%s\t%s\n", s.Pool, s.CallsThisMinute, s.RequestsPerMinute,
+			s.CallsToday, s.RequestsPerDay, tokens, batches(s), next, penalty)
 	}
 	w.Flush()
 	return b.String()

@@ -47,14 +47,12 @@ var costCommand = command{
 			if *asJSON {
 				return writeJSON(in, r)
 			}
-			rows := [][]string{{"annotator", "domain", "model", "annotations", "input tokens", "output tokens", "cost (USD)"}}
-			for _, l := range r.Runs {
-				rows = append(rows, costRow(l))
+			rows := [][]string{{"annotator", "domain", "model", "annotations", "input tokens", "output tokens", "cost (USD)", "cache hits"}}
+			for _, l := range append(r.Runs, r.Total) {
+				rows = append(rows, append(costRow(l), fmt.Sprintf("%.0f%%", 100*l.CacheHit)))
 			}
-			total := r.Total
-			total.Annotator, total.Domain = "all", ""
-			rows = append(rows, costRow(total))
-			fmt.Fprint(in.stdout, layout(rows, []bool{false, false, false, true, true, true, true}))
+			rows[len(rows)-1][0] = "all"
+			fmt.Fprint(in.stdout, layout(rows, []bool{false, false, false, true, true, true, true, true}))
 			if len(r.Unpriced) > 0 {
 				fmt.Fprintf(in.stdout, "\nNo price in settings.json for: %v; add them under \"prices\" to see their cost.\n", r.Unpriced)
 			}

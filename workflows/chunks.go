@@ -121,7 +121,10 @@ func (r *run) submitChunk(ctx workflow.Context) {
 	in := contract.SubmitChunkInput{Annotator: r.in.Annotator, Domain: r.in.Domain, Target: r.in.Target,
 		From: r.st.Position, Count: r.chunkSize(), Name: contract.ChunkName(info.WorkflowExecution.ID, r.st.StartedAt, r.st.ChunkSeq)}
 	var res contract.SubmitChunkResult
-	if err := workflow.ExecuteActivity(r.providerCallOptions(ctx, 10*time.Minute), contract.SubmitChunkName, in).Get(ctx, &res); err != nil {
+	r.building = &contract.ChunkView{Seq: r.st.ChunkSeq, State: contract.ChunkBuilding}
+	err := workflow.ExecuteActivity(r.providerCallOptions(ctx, 10*time.Minute), contract.SubmitChunkName, in).Get(ctx, &res)
+	r.building = nil
+	if err != nil {
 		r.fail(ctx, err)
 		return
 	}
@@ -319,6 +322,10 @@ func (r *run) batchStatus() *contract.BatchStatus {
 	b := &contract.BatchStatus{Chunks: []contract.ChunkView{}, ByState: map[string]int{}}
 	for how, n := range r.st.ChunksDone {
 		b.ByState[contract.ChunkDone+"_"+how] = n
+	}
+	if r.building != nil {
+		b.Chunks = append(b.Chunks, *r.building)
+		b.ByState[contract.ChunkBuilding]++
 	}
 	for _, c := range r.st.Chunks {
 		b.Chunks = append(b.Chunks, c.ChunkView)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -152,6 +153,14 @@ func TestBatchRunFollowsItsChunksToCompletion(t *testing.T) {
 	env := newBatchEnv(t, f)
 	var mid contract.Status
 	env.RegisterDelayedCallback(func() { mid = query(t, env) }, time.Hour)
+	var building contract.Status
+	env.OnActivity(contract.SubmitChunkName, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in contract.SubmitChunkInput) (contract.SubmitChunkResult, error) {
+			if f.submits == 0 {
+				building = query(t, env)
+			}
+			return f.submit(ctx, in)
+		})
 	start := env.Now()
 	env.ExecuteWorkflow(AnnotationRun, batchInput(10, 4, 2))
 	st := result(t, env)
@@ -173,6 +182,9 @@ func TestBatchRunFollowsItsChunksToCompletion(t *testing.T) {
 	if mid.Batch == nil || len(mid.Batch.Chunks) != 2 || mid.Batch.ByState[contract.ChunkRunning] != 2 || mid.Mode != contract.ModeBatch ||
 		mid.Batch.OldestSent.IsZero() {
 		t.Errorf("status an hour in: %+v %+v; want two running chunks", mid, mid.Batch)
+	}
+	if building.Batch == nil || building.Batch.ByState[contract.ChunkBuilding] != 1 || building.Batch.Chunks[0].State != contract.ChunkBuilding {
+		t.Errorf("status while the first chunk is submitted: %+v", building.Batch)
 	}
 	if st.Batch.ByState["done_succeeded"] != 3 || len(st.Batch.Chunks) != 0 {
 		t.Errorf("final chunks %+v", st.Batch)

@@ -56,7 +56,8 @@ type run struct {
 	cancelBatch   workflow.CancelFunc // set while a batch runs: pause and stop cancel it
 	cancelWait    workflow.CancelFunc // set while the run waits on a timer: any control ends it
 	searchAttrsOn bool
-	changedAtOn   bool // started with RunChangedAt (runs of older releases were not)
+	changedAtOn   bool                // started with RunChangedAt (runs of older releases were not)
+	building      *contract.ChunkView // a batch-mode run's chunk being built and submitted
 }
 
 func (r *run) execute(ctx workflow.Context) (contract.Status, error) {

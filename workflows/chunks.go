@@ -150,6 +150,18 @@ func (r *run) submitChunk(ctx workflow.Context) {
 	})
 	r.st.LastError = ""
 	r.showDetails(ctx)
+	r.touch(ctx)
+}
+
+// touch marks the run changed for those who list changed runs (the api's live view), when a
+// chunk moved on but the run's status did not.
+func (r *run) touch(ctx workflow.Context) {
+	if !r.changedAtOn {
+		return
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, contract.RunChangedAtKey.ValueSet(workflow.Now(ctx))); err != nil {
+		workflow.GetLogger(ctx).Warn("Could not update the RunChangedAt search attribute", "error", err)
+	}
 }
 
 // chunkState is how the status names a provider state.
@@ -186,11 +198,18 @@ func (r *run) followChunks(ctx workflow.Context) {
 		cancel()
 		return // the loop looks at controls first, then comes back
 	}
+	changed := false
+	defer func() {
+		if changed {
+			r.touch(ctx)
+		}
+	}()
 	for i := 0; i < len(r.st.Chunks); i++ {
 		c := &r.st.Chunks[i]
 		if c.NextPoll.After(now) {
 			continue
 		}
+		before := c.ChunkView
 		var p contract.PollChunkResult
 		ref := contract.ChunkRef{Annotator: r.in.Annotator, Domain: r.in.Domain, BatchID: c.BatchID, Name: c.Name}
 		if err := workflow.ExecuteActivity(r.providerCallOptions(ctx, time.Minute), contract.PollChunkName, ref).Get(ctx, &p); err != nil {
@@ -202,6 +221,7 @@ func (r *run) followChunks(ctx workflow.Context) {
 		if p.Total > 0 {
 			c.Lines = p.Total
 		}
+		changed = changed || c.ChunkView != before
 		if !finalState(p.State) {
 			age := workflow.Now(ctx).Sub(c.SubmittedAt)
 			c.NextPoll = workflow.Now(ctx).Add(min(max(age/4, minPollInterval), maxPollInterval))

@@ -16,10 +16,12 @@ import (
 // durable timers: waiting for a batch that takes hours holds no worker slot and costs a poll
 // now and then, whose interval grows with the batch's age.
 
-// Poll intervals: a quarter of the chunk's age, between these bounds.
+// Poll intervals: half the chunk's age, between these bounds. A batch that takes a day is
+// polled about 30 times and collected within the hour of its end; a short one within half its
+// age.
 const (
 	minPollInterval = 5 * time.Second
-	maxPollInterval = 30 * time.Minute
+	maxPollInterval = time.Hour
 )
 
 // Chunk defaults, for runs whose settings leave them out.
@@ -224,7 +226,7 @@ func (r *run) followChunks(ctx workflow.Context) {
 		changed = changed || c.ChunkView != before
 		if !finalState(p.State) {
 			age := workflow.Now(ctx).Sub(c.SubmittedAt)
-			c.NextPoll = workflow.Now(ctx).Add(min(max(age/4, minPollInterval), maxPollInterval))
+			c.NextPoll = workflow.Now(ctx).Add(min(max(age/2, minPollInterval), maxPollInterval))
 			continue
 		}
 		if p.State == "failed" {

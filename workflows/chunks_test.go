@@ -171,8 +171,8 @@ func TestBatchRunFollowsItsChunksToCompletion(t *testing.T) {
 	if f.submits != 3 || len(f.batches["batch-3"].keys) != 3 || f.batches["batch-3"].keys[0] != "s7" {
 		t.Errorf("submits %d, third batch %v; want 3, the last with s7, s8, s9", f.submits, f.batches["batch-3"])
 	}
-	// Two rounds of 6 h each, found within a quarter of the batches' age.
-	if took := env.Now().Sub(start); took < 12*time.Hour || took > 15*time.Hour {
+	// Two rounds of 6 h each, each found within half the batches' age.
+	if took := env.Now().Sub(start); took < 12*time.Hour || took > 18*time.Hour {
 		t.Errorf("the run took %s of workflow time; want about two turnarounds (12 h)", took)
 	}
 	// Polls grow with age: a 6 h batch is polled a few dozen times, not every 5 s (4 320).
@@ -276,4 +276,19 @@ func TestFailedChunks(t *testing.T) {
 	if failed.Status != contract.StatusFailed || !strings.Contains(failed.LastError, "the input file has no lines") || f.submits != 1 {
 		t.Errorf("status %+v after %d submits; want failed with the provider's reason", failed, f.submits)
 	}
+}
+
+// A day-long batch costs a few dozen polls: the interval is half the batch's age, at most an
+// hour, so the run learns of the end within the hour.
+func TestADayLongBatchCostsFewPolls(t *testing.T) {
+	f := newFakeProvider(3, 24*time.Hour)
+	env := newBatchEnv(t, f)
+	start := env.Now()
+	env.ExecuteWorkflow(AnnotationRun, batchInput(3, 3, 1))
+	st := result(t, env)
+	took := env.Now().Sub(start)
+	if st.Status != contract.StatusCompleted || f.polls > 45 || took > 24*time.Hour+maxPollInterval {
+		t.Fatalf("status %s after %d polls and %s; want completed within the hour after the end, with at most 45 polls", st.Status, f.polls, took)
+	}
+	t.Logf("a 24 h batch: %d polls, collected %s after its end", f.polls, took-24*time.Hour)
 }

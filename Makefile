@@ -40,9 +40,17 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzReadCSV$$' -fuzztime=$(FUZZTIME) ./internal/dataset
 	$(GO) test -run='^$$' -fuzz='^FuzzReadJSONL$$' -fuzztime=$(FUZZTIME) ./internal/dataset
 
-## bench: orchestration cost against a bare client, quota use, reserve Update rate, live-event delay, idle-run cost, scale to 1 000 runs
+# QUICK=1: the benchmarks that make the summary's headline figures, each at one short setting.
+ifeq ($(QUICK),1)
+BENCH_ENV := MHA_BENCH_COST=50ms/10 MHA_BENCH_LIVE=5s MHA_BENCH_BATCH_TURNAROUND=5s
+BENCH_RUN := 'Cost|LiveEvents|BatchMode'
+else
+BENCH_RUN := .
+endif
+
+## bench: orchestration cost against a bare client, quota use, reserve Update rate, live-event delay, idle-run cost, scale to 1 000 runs, batch mode; one summary table, also in bench/results.json (QUICK=1: a short version)
 bench: $(TEMPORAL)
-	TEMPORAL_CLI=$(TEMPORAL) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e
+	$(BENCH_ENV) TEMPORAL_CLI=$(TEMPORAL) $(GO) test -run '^$$' -bench $(BENCH_RUN) -benchtime 1x -timeout 60m ./e2e
 
 ## temporal: the temporal CLI (dev server + Web UI), v1.5.1 built from the module proxy, reused when present
 temporal: $(TEMPORAL)

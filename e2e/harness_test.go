@@ -76,7 +76,9 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer server.Stop()
-	return m.Run()
+	code := m.Run()
+	writeSummary()
+	return code
 }
 
 // stack is one test's platform: its own config dir, store and task queue on the shared server.

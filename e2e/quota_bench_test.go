@@ -75,6 +75,9 @@ func quotaUseOnce(b *testing.B, n int) {
 		}
 	}
 	use := float64(inSpan) / (quotaBenchRPM * quotaBenchSpan.Minutes())
+	settings := fmt.Sprintf("%d runs on one pool, fake limit %d/min, steady state from 1 to 3 min", n, quotaBenchRPM)
+	record(figure{ID: "P2", Measure: fmt.Sprintf("quota use, %d runs", n), Value: use, Goal: ">= 0.98", Met: met(use >= 0.98), Settings: settings})
+	record(figure{ID: "P2", Measure: fmt.Sprintf("429s, %d runs", n), Value: float64(st.RateLimited), Goal: "0", Met: met(st.RateLimited == 0), Settings: settings})
 	b.ReportMetric(use, "limit-use")
 	b.ReportMetric(float64(st.RateLimited), "429s")
 	fmt.Fprintf(os.Stderr, "runs=%d: %d calls accepted in %s at %d/min = %.3f of the limit; 429s %d\n",

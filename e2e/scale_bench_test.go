@@ -200,6 +200,8 @@ func BenchmarkScale(b *testing.B) {
 					r := scaleOnce(b, cell, scaleEnv{latency: latency, slots: slots, window: window, warmupMax: warmupMax,
 						metricsURL: metricsURL, serverPid: srvPid})
 					rows = append(rows, r)
+					record(figure{ID: "P5", Measure: fmt.Sprintf("annotations/s at %d runs, %d workers", r.cell.runs, r.cell.workers), Value: r.rate(),
+						Settings: fmt.Sprintf("fake provider %s/call, PostgreSQL; worker max RSS %.0f MiB, workers CPU %.0f%%", latency, float64(r.maxHWM())/1024, r.workersCPU())})
 					b.ReportMetric(r.rate(), "annotations/s")
 					b.ReportMetric(r.workersCPU(), "workers-cpu-%")
 					b.ReportMetric(float64(r.maxHWM())/1024, "worker-maxRSS-MiB")

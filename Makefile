@@ -43,7 +43,7 @@ fuzz:
 # QUICK=1: the benchmarks that make the summary's headline figures, each at one short setting.
 ifeq ($(QUICK),1)
 BENCH_ENV := MHA_BENCH_COST=50ms/10 MHA_BENCH_LIVE=5s MHA_BENCH_BATCH_TURNAROUND=5s
-BENCH_RUN := 'Cost|LiveEvents|BatchMode'
+BENCH_RUN := 'Cost|LiveEvents|BatchMode|HangRecovery'
 else
 BENCH_RUN := .
 endif

@@ -142,6 +142,7 @@ func TestBatchModePauseAndStop(t *testing.T) {
 	if got := s.stored(p); got < 10 || got >= 20 || st.Completed != got {
 		t.Errorf("stored %d (status says %d); want the first chunk and what the cancelled one answered, fewer than 20", got, st.Completed)
 	}
+	replay(t, p.ID())
 }
 
 // TestBatchSubmitSurvivesAWorkerKilledMidSubmit kills the worker while the provider has made a
@@ -193,4 +194,5 @@ func TestBatchLimitsOfASharedPool(t *testing.T) {
 	if st := f.Stats(); st.BatchSubmits != 4 || st.BatchRateLimited != 0 || st.BatchDuplicates != 0 {
 		t.Fatalf("fake: %d batches, %d refused for the key's limit, %d duplicates; want 4, 0, 0", st.BatchSubmits, st.BatchRateLimited, st.BatchDuplicates)
 	}
+	replay(t, contract.QuotaID("shared-batch-pool"))
 }

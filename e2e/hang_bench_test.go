@@ -3,21 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/worker"
-
-	"github.com/mhannotator/mha/activities"
-	"github.com/mhannotator/mha/internal/config"
 	"github.com/mhannotator/mha/internal/labels"
-	"github.com/mhannotator/mha/internal/llm"
 	"github.com/mhannotator/mha/internal/llm/fake"
-	"github.com/mhannotator/mha/internal/llm/offline"
-	"github.com/mhannotator/mha/internal/prompts"
 	"github.com/mhannotator/mha/internal/runs"
-	"github.com/mhannotator/mha/workflows"
 )
 
 // BenchmarkHangRecovery is P3: the time from a hung call to the run's next stored annotation,
@@ -54,16 +45,7 @@ func BenchmarkHangRecovery(b *testing.B) {
 			s := newStack(b, map[string]any{"heartbeat_timeout_seconds": hb.Seconds(), "request_timeout_seconds": 1.5},
 				map[string]map[labels.Domain]int{"p3c": {labels.Modality: 30}}, 30)
 			p := runs.Pair{Annotator: "p3c", Domain: labels.Modality}
-			cfg := *s.cfg
-			cfg.Global.RequestTimeout = time.Hour
-			prov := &hangingProvider{Provider: offline.Annotator{}, hangText: samples(30)[12].Text, hung: make(chan struct{})}
-			w := worker.New(server.Client(), s.taskQueue, worker.Options{})
-			workflows.Register(w)
-			activities.Register(w, &activities.Activities{Store: s.store, Config: &cfg, Prompts: prompts.Library{Dir: filepath.Join(s.cfgDir, "prompts")},
-				Provider: func(config.Annotator) (llm.Provider, error) { return prov, nil }, ControlInterval: 250 * time.Millisecond})
-			if err := w.Start(); err != nil {
-				b.Fatal(err)
-			}
+			prov, stop := s.startHangingWorker(samples(30)[12].Text)
 			if r := s.ctl.Start(context.Background(), p); r.Outcome != runs.Started {
 				b.Fatalf("start: %+v", r)
 			}
@@ -77,7 +59,7 @@ func BenchmarkHangRecovery(b *testing.B) {
 				}
 				return n > before, fmt.Sprint(n, " stored")
 			})
-			w.Stop()
+			stop()
 			recordHang(b, "a provider that ignores its context", next.Sub(hungAt), hb,
 				"offline annotator in an in-process worker that never returns one call; heartbeat 2 s, request timeout lifted to 1 h; from the hang to the next stored annotation (checked every 100 ms)")
 		}

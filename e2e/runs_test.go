@@ -143,6 +143,25 @@ func TestPausedRunMakesNoProgressUntilResumed(t *testing.T) {
 	replay(t, p.ID())
 }
 
+// startHangingWorker runs an in-process worker whose offline provider wedges, ignoring its
+// context, on the first call for the sample with text. The request timeout is lifted past the
+// heartbeat timeout, as an unbounded client would have it, so that only the heartbeat
+// machinery can end the hang. stop stops the worker.
+func (s *stack) startHangingWorker(text string) (prov *hangingProvider, stop func()) {
+	s.t.Helper()
+	cfg := *s.cfg
+	cfg.Global.RequestTimeout = time.Hour
+	prov = &hangingProvider{Provider: offline.Annotator{}, hangText: text, hung: make(chan struct{})}
+	w := worker.New(server.Client(), s.taskQueue, worker.Options{})
+	workflows.Register(w)
+	activities.Register(w, &activities.Activities{Store: s.store, Config: &cfg, Prompts: prompts.Library{Dir: filepath.Join(s.cfgDir, "prompts")},
+		Provider: func(config.Annotator) (llm.Provider, error) { return prov, nil }, ControlInterval: 250 * time.Millisecond})
+	if err := w.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	return prov, w.Stop
+}
+
 // hangingProvider wedges, ignoring its context, on the first call for one sample.
 type hangingProvider struct {
 	llm.Provider
@@ -168,19 +187,8 @@ func TestHungCallIsRecoveredByTheHeartbeatTimeout(t *testing.T) {
 		"h1": {labels.Modality: 30},
 	}, 30)
 	p := runs.Pair{Annotator: "h1", Domain: labels.Modality}
-	// Lift the request timeout past the heartbeat timeout, as an unbounded client would
-	// have it, so that only the heartbeat machinery can end the hang.
-	cfg := *s.cfg
-	cfg.Global.RequestTimeout = time.Hour
-	prov := &hangingProvider{Provider: offline.Annotator{}, hangText: samples(30)[12].Text, hung: make(chan struct{})}
-	w := worker.New(server.Client(), s.taskQueue, worker.Options{})
-	workflows.Register(w)
-	activities.Register(w, &activities.Activities{Store: s.store, Config: &cfg, Prompts: prompts.Library{Dir: filepath.Join(s.cfgDir, "prompts")},
-		Provider: func(config.Annotator) (llm.Provider, error) { return prov, nil }, ControlInterval: 250 * time.Millisecond})
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	prov, stop := s.startHangingWorker(samples(30)[12].Text)
+	defer stop()
 
 	if r := s.ctl.Start(context.Background(), p); r.Outcome != runs.Started {
 		t.Fatalf("start: %+v", r)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -79,9 +78,7 @@ func runStatus(ctx context.Context, in *invocation, sel runs.Selector, asJSON, w
 	}
 	sts, failed := v.fetch(ctx)
 	if asJSON {
-		enc := json.NewEncoder(in.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(sts); err != nil {
+		if err := writeJSON(in, sts); err != nil {
 			return err
 		}
 	} else {

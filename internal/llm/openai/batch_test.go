@@ -254,26 +254,8 @@ func TestAnExpiredBatchReturnsTheLinesItAnswered(t *testing.T) {
 	}
 }
 
-// clock is a settable Options.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestACancelledBatchKeepsTheLinesAnsweredBeforeTheCancel(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 11, 3, 12, 0, 0, 0, time.UTC)}
+	clk := providertest.NewClock(time.Date(2026, 11, 3, 12, 0, 0, 0, time.UTC))
 	const day = 24 * time.Hour
 	srv := startBatchFake(t, fake.Options{Now: clk.Now, BatchTurnaround: day})
 	c := newClient(t, srv.URL(), false)

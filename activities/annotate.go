@@ -196,6 +196,21 @@ func (a *Activities) metered(ann config.Annotator) bool {
 	return a.Limiter != nil && ann.Provider != config.ProviderOffline
 }
 
+// annotator looks id up in cfg and returns it with its provider; either missing is a config
+// error no retry fixes.
+func (a *Activities) annotator(ctx context.Context, cfg *config.Config, id string) (config.Annotator, llm.Provider, error) {
+	attempt := activity.GetInfo(ctx).Attempt
+	ann, ok := cfg.Annotator(id)
+	if !ok {
+		return ann, nil, nonRetryable(fmt.Sprintf("annotator %q is not in the config", id), contract.ErrBadConfig, attempt)
+	}
+	p, err := a.provider(ann, cfg.Global)
+	if err != nil {
+		return ann, nil, nonRetryable(err.Error(), contract.ErrBadConfig, attempt)
+	}
+	return ann, p, nil
+}
+
 // provider returns ann's provider, built once per worker and settings so its connection
 // pool is shared by all the annotator's runs.
 func (a *Activities) provider(ann config.Annotator, g config.Global) (llm.Provider, error) {

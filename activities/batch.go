@@ -69,13 +69,9 @@ func (a *Activities) newBatch(ctx context.Context, in contract.BatchInput) (*bat
 	cfg := a.config(ctx)
 	b := &batch{a: a, ctx: ctx, info: info, in: in, g: cfg.Global, cp: checkpoint{Last: in.From - 1, Carry: in.Carry}, started: time.Now(),
 		unsettled: map[int]bool{}}
-	var ok bool
-	if b.ann, ok = cfg.Annotator(in.Annotator); !ok {
-		return nil, nonRetryable(fmt.Sprintf("annotator %q is not in the config", in.Annotator), contract.ErrBadConfig, info.Attempt)
-	}
 	var err error
-	if b.provider, err = a.provider(b.ann, b.g); err != nil {
-		return nil, nonRetryable(err.Error(), contract.ErrBadConfig, info.Attempt)
+	if b.ann, b.provider, err = a.annotator(ctx, cfg, in.Annotator); err != nil {
+		return nil, err
 	}
 	if b.prompt, err = a.Prompts.Active(in.Annotator, in.Domain); err != nil {
 		return nil, nonRetryable(err.Error(), contract.ErrPromptMissing, info.Attempt)

@@ -44,19 +44,14 @@ func keepAlive(ctx context.Context) (stop func()) {
 // batcher returns the annotator's provider as a batch client.
 func (a *Activities) batcher(ctx context.Context, annotator string) (config.Annotator, config.Global, llm.Batcher, error) {
 	cfg := a.config(ctx)
-	info := activity.GetInfo(ctx)
-	ann, ok := cfg.Annotator(annotator)
-	if !ok {
-		return ann, cfg.Global, nil, nonRetryable(fmt.Sprintf("annotator %q is not in the config", annotator), contract.ErrBadConfig, info.Attempt)
-	}
-	p, err := a.provider(ann, cfg.Global)
+	ann, p, err := a.annotator(ctx, cfg, annotator)
 	if err != nil {
-		return ann, cfg.Global, nil, nonRetryable(err.Error(), contract.ErrBadConfig, info.Attempt)
+		return ann, cfg.Global, nil, err
 	}
 	b, ok := p.(llm.Batcher)
 	if !ok {
 		return ann, cfg.Global, nil, nonRetryable(fmt.Sprintf("annotator %s's provider %s has no batch mode; set its mode to sync", annotator, ann.Provider),
-			contract.ErrBadConfig, info.Attempt)
+			contract.ErrBadConfig, activity.GetInfo(ctx).Attempt)
 	}
 	return ann, cfg.Global, b, nil
 }

@@ -60,7 +60,7 @@ func (a *Activities) batcher(ctx context.Context, annotator string) (config.Anno
 // batch named Name. A batch of that name already at the provider (an earlier attempt submitted
 // it and then failed) is adopted, never submitted twice.
 func (a *Activities) SubmitChunk(ctx context.Context, in contract.SubmitChunkInput) (contract.SubmitChunkResult, error) {
-	ann, _, bat, err := a.batcher(ctx, in.Annotator)
+	ann, g, bat, err := a.batcher(ctx, in.Annotator)
 	if err != nil {
 		return contract.SubmitChunkResult{}, err
 	}
@@ -104,12 +104,12 @@ func (a *Activities) SubmitChunk(ctx context.Context, in contract.SubmitChunkInp
 		return res, nil
 	}
 	if a.metered(ann) {
-		adm, err := a.Limiter.AdmitBatch(ctx, ann.QuotaPool, in.Name, res.Tokens, ann.QuotaLimits(a.config(ctx).Global))
+		l := ann.QuotaLimits(g)
+		adm, err := a.Limiter.AdmitBatch(ctx, ann.QuotaPool, in.Name, res.Tokens, l)
 		if err != nil {
 			return contract.SubmitChunkResult{}, err
 		}
 		if !adm.Admitted {
-			l := ann.QuotaLimits(a.config(ctx).Global)
 			return contract.SubmitChunkResult{Next: in.From, Wait: &contract.Wait{Until: time.Now().Add(batchAdmitRetry), Status: contract.StatusWaitingQuota,
 				Reason: fmt.Sprintf("quota pool %s has %d batches with %d input tokens at the provider (limits: %d batches, %d tokens); this chunk waits for one to end",
 					ann.QuotaPool, adm.Batches, adm.EnqueuedTokens, l.MaxBatches, l.MaxEnqueuedTokens)}}, nil

@@ -896,7 +896,7 @@ func TestRecordedAnswersAreGivenAgain(t *testing.T) {
 			var (
 				q       *quota
 				now     time.Time
-				answers = map[string]contract.Reservation{} // by update ID
+				answers = map[string]any{} // by update ID: a Reservation or a BatchAdmission
 				checked int
 			)
 			for _, e := range h.Events {
@@ -929,26 +929,59 @@ func TestRecordedAnswersAreGivenAgain(t *testing.T) {
 					}
 				case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
 					a := e.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest()
-					var req contract.ReserveRequest
-					if err := dc.FromPayloads(a.GetInput().GetArgs(), &req); err != nil {
-						t.Fatal(err)
+					id, args := a.GetMeta().GetUpdateId(), a.GetInput().GetArgs()
+					switch a.GetInput().GetName() {
+					case contract.UpdateBatchAdmit:
+						var req contract.BatchAdmit
+						if err := dc.FromPayloads(args, &req); err != nil {
+							t.Fatal(err)
+						}
+						if req.Limits != nil {
+							_ = q.adopt(*req.Limits)
+						}
+						answers[id] = q.admitBatch(req)
+					case contract.UpdateBatchRelease:
+						var name string
+						if err := dc.FromPayloads(args, &name); err != nil {
+							t.Fatal(err)
+						}
+						delete(q.st.Batches, name)
+						answers[id] = q.batches(false)
+					default:
+						var req contract.ReserveRequest
+						if err := dc.FromPayloads(args, &req); err != nil {
+							t.Fatal(err)
+						}
+						if err := q.validate(req); err != nil {
+							t.Fatalf("a request accepted then is refused now: %+v: %v", req, err)
+						}
+						if req.Limits != nil {
+							_ = q.adopt(*req.Limits)
+						}
+						answers[id] = q.reserve(now, req)
 					}
-					if err := q.validate(req); err != nil {
-						t.Fatalf("a request accepted then is refused now: %+v: %v", req, err)
-					}
-					if req.Limits != nil {
-						_ = q.adopt(*req.Limits)
-					}
-					answers[a.GetMeta().GetUpdateId()] = q.reserve(now, req)
 				case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
 					a := e.GetWorkflowExecutionUpdateCompletedEventAttributes()
-					var want contract.Reservation
-					if err := dc.FromPayloads(a.GetOutcome().GetSuccess(), &want); err != nil {
-						t.Fatal(err)
-					}
-					got := answers[a.GetMeta().GetUpdateId()]
-					if !sameReservation(got, want) {
-						t.Fatalf("update %s (event %d): answered %+v, recorded %+v", a.GetMeta().GetUpdateId(), e.GetEventId(), got, want)
+					id := a.GetMeta().GetUpdateId()
+					switch got := answers[id].(type) {
+					case contract.BatchAdmission:
+						var want contract.BatchAdmission
+						if err := dc.FromPayloads(a.GetOutcome().GetSuccess(), &want); err != nil {
+							t.Fatal(err)
+						}
+						if got != want {
+							t.Fatalf("update %s (event %d): answered %+v, recorded %+v", id, e.GetEventId(), got, want)
+						}
+					case contract.Reservation:
+						var want contract.Reservation
+						if err := dc.FromPayloads(a.GetOutcome().GetSuccess(), &want); err != nil {
+							t.Fatal(err)
+						}
+						if !sameReservation(got, want) {
+							t.Fatalf("update %s (event %d): answered %+v, recorded %+v", id, e.GetEventId(), got, want)
+						}
+					default:
+						t.Fatalf("update %s (event %d) completed without being accepted", id, e.GetEventId())
 					}
 					checked++
 				}

@@ -28,9 +28,9 @@ type Activities struct {
 	// Provider builds an annotator's provider; nil picks the one its config names.
 	Provider func(config.Annotator) (llm.Provider, error)
 	// ControlInterval is how often, at most, a batch of the free offline annotator asks the
-	// server whether it was paused or stopped; a paid call is always preceded by that
-	// question. Zero turns the synchronous question off, for tests without a server;
-	// cancellation then arrives with the SDK's own heartbeats.
+	// server whether it was paused or stopped; before a paid call a lane always has an answer
+	// to a question asked after its previous call ended. Zero turns the synchronous question
+	// off, for tests without a server; cancellation then arrives with the SDK's own heartbeats.
 	ControlInterval time.Duration
 	// Limiter meters provider calls per quota pool; nil leaves calls unmetered. The offline
 	// annotator is never metered.

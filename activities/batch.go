@@ -78,9 +78,7 @@ func (a *Activities) newBatch(ctx context.Context, in contract.BatchInput) (*bat
 	}
 	b.resume()
 	a.meter().prepare(b.ann.ID, string(in.Domain), b.ann.Provider, b.ann.ModelName)
-	// A paid call is always preceded by the question whether the run was paused or stopped;
-	// free offline samples ask at most every ControlInterval.
-	b.gate = &control{interval: a.ControlInterval, always: b.ann.Provider != config.ProviderOffline}
+	b.gate = &control{free: a.ControlInterval}
 	b.deadline = newProgressDeadline(ctx, info.HeartbeatTimeout, func() { a.meter().deadlineCut(in.Annotator, string(in.Domain)) })
 	return b, nil
 }
@@ -129,12 +127,15 @@ func (b *batch) run() (contract.BatchResult, error) {
 // samples it opens another lane when a call slot of the worker is idle.
 func (b *batch) lane(lanes *sync.WaitGroup) {
 	defer lanes.Done()
+	called := time.Now() // when the lane's last call ended: the next one needs a later "go on"
 	for {
+		t0 := time.Now()
 		s, left, ok := b.take()
+		b.a.meter().phase(phaseLoad, t0)
 		if !ok {
 			return
 		}
-		wait, err := b.settleSample(s, left)
+		wait, err := b.settleSample(s, left, &called)
 		b.mu.Lock()
 		if (wait != nil || err != nil) && !b.halt {
 			b.halt, b.wait, b.err = true, wait, err
@@ -237,14 +238,16 @@ func (b *batch) resumeAt() int {
 }
 
 // settleSample annotates one sample and stores the result, or says why the run must wait.
-func (b *batch) settleSample(s store.Sample, left int) (*contract.Wait, error) {
-	result, wait, err := b.annotate(s, left)
+func (b *batch) settleSample(s store.Sample, left int, called *time.Time) (*contract.Wait, error) {
+	result, wait, err := b.annotate(s, left, called)
 	if err != nil || wait != nil {
 		return wait, err
 	}
 	// The call is paid for: store it even if the batch was cancelled meanwhile.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), storeWriteTimeout)
+	t0 := time.Now()
 	err = b.a.Store.UpsertAnnotation(wctx, result)
+	b.a.meter().phase(phaseStore, t0)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("store annotation of sample %s: %w", s.ID, err)
@@ -306,13 +309,14 @@ func (b *batch) settle(err error) error {
 	if b.cp.Strikes >= b.g.MaxRestartAttempts {
 		return nonRetryable(fmt.Sprintf("%d attempts in a row failed without storing anything: %v", b.cp.Strikes, err), contract.ErrGaveUp, b.info.Attempt)
 	}
-	_ = b.beat(false) // the next attempt reads the strikes from here
+	_ = b.check(time.Now()) // the next attempt reads the strikes from here
 	return err
 }
 
 // annotate asks for one sample's label, re-asking while the reply is malformed, and returns
-// the annotation to store, or a Wait when the run should wait outside the worker.
-func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.Wait, error) {
+// the annotation to store, or a Wait when the run should wait outside the worker. called is
+// when the lane's last call ended, kept up to date.
+func (b *batch) annotate(s store.Sample, left int, called *time.Time) (store.Annotation, *contract.Wait, error) {
 	req := request(b.ann, b.prompt, b.in.Domain, s)
 	result := store.Annotation{Annotator: b.ann.ID, Domain: string(b.in.Domain), SampleID: s.ID, Model: b.ann.ModelName, PromptHash: b.prompt.Hash}
 	b.mu.Lock()
@@ -322,18 +326,19 @@ func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.
 	quick := 0
 	for {
 		cycle := time.Now()
-		slot, wait, err := b.beforeCall(req, left)
+		slot, wait, err := b.beforeCall(req, left, *called)
 		if err != nil || wait != nil {
 			return store.Annotation{}, wait, err
 		}
 		b.deadline.progress()
 		m := b.a.meter()
 		m.callStarted(b.ann.Provider)
-		called := time.Now()
+		sent := time.Now()
 		// Each streamed chunk is progress: the call is alive even before the sample is stored.
 		resp, err := complete(llm.WithProgress(b.deadline.ctx, b.deadline.progress), b.provider, req, callTimeout(b.g), slot)
 		slot.release()
-		took := time.Since(called)
+		*called = time.Now()
+		took := called.Sub(sent)
 		if err != nil {
 			m.callEnded(b.ann.Provider, b.ann.ModelName, took, outcomeOf(err))
 		}
@@ -398,10 +403,16 @@ func (b *batch) annotate(s store.Sample, left int) (store.Annotation, *contract.
 	}
 }
 
-// beforeCall waits for the call's quota slot and for one of the worker's call slots, then
-// asks the server whether the run was paused or stopped meanwhile: no paid call starts after
-// either. It returns the call slot, which the caller releases.
-func (b *batch) beforeCall(req llm.Request, left int) (slot *hold, wait *contract.Wait, err error) {
+// beforeCall waits for the call's quota slot, asks the server whether the run was paused or
+// stopped since the lane's last call ended (called), then waits for one of the worker's call
+// slots, asking again every checkEvery while it waits: no lane starts a call after a pause it
+// could have heard since its last call, nor on an answer older than checkEvery. It returns
+// the call slot, which the caller releases.
+func (b *batch) beforeCall(req llm.Request, left int, called time.Time) (slot *hold, wait *contract.Wait, err error) {
+	since := called
+	if b.ann.Provider == config.ProviderOffline {
+		since = time.Now().Add(-b.gate.free) // free calls ask now and then
+	}
 	for {
 		var at time.Time
 		if b.a.metered(b.ann) {
@@ -409,16 +420,19 @@ func (b *batch) beforeCall(req llm.Request, left int) (slot *hold, wait *contrac
 				return nil, wait, err
 			}
 		}
+		asked := time.Now()
+		if err := b.check(since); err != nil {
+			return nil, nil, err
+		}
+		b.a.meter().phase(phaseControl, asked)
+		waited := time.Now()
 		if slot, err = b.acquire(); err != nil {
 			return nil, nil, err
 		}
+		b.a.meter().phase(phaseCallSlot, waited)
 		if !at.IsZero() && time.Since(at) > slotTolerance {
 			slot.release()
 			continue // the slot went stale while the worker's calls were all busy
-		}
-		if err := b.beat(true); err != nil {
-			slot.release()
-			return nil, nil, err
 		}
 		return slot, nil, nil
 	}

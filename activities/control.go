@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -46,25 +47,35 @@ const slotTolerance = contract.SlotLateness
 // waits end the batch, and the run sleeps on a durable timer instead.
 func horizon(g config.Global) time.Duration { return min(5*time.Second, g.HeartbeatTimeout/2) }
 
-// control decides when a batch asks the server, synchronously, whether it was cancelled.
+// control is how the lanes of a batch learn from the server whether the batch must stop. A
+// synchronous heartbeat, which also checkpoints the batch, asks the question. Before a paid
+// call a lane needs a "go on" to a question asked after its previous call ended, so a pause
+// that reached the server before that question stops the lane's next call; lanes that need an
+// answer at the same time share one question, and the question is asked before the lane
+// takes a call slot, so the slot is held for the call alone.
 type control struct {
-	interval time.Duration
-	always   bool // before every paid call, not only every interval
-	last     time.Time
+	// free is how old an answer may be before a call of the free offline annotator; zero
+	// never asks synchronously (tests without a server): the SDK's own heartbeats then bring
+	// a cancellation.
+	free time.Duration
+
+	mu      sync.Mutex
+	asked   time.Time // when the question behind the latest "go on" was asked
+	pending *question // a question on its way, if any
 }
 
-func (c *control) due(paidCall bool) bool {
-	if c.interval <= 0 || (!(c.always && paidCall) && time.Since(c.last) < c.interval) {
-		return false
-	}
-	c.last = time.Now()
-	return true
+// question is one synchronous heartbeat and its answer, shared by the lanes that wait for it.
+type question struct {
+	asked time.Time
+	done  chan struct{}
+	err   error
 }
 
-// beat checkpoints the batch in its heartbeat and, when a check is due, waits for the
-// server's answer, which says whether the batch was cancelled: the heartbeat a batch sends
-// for progress is also how it learns that it must stop, in one round trip.
-func (b *batch) beat(paidCall bool) error {
+// check returns once the server has said "go on" to a question asked at or after since,
+// asking it if no question that recent is answered or on its way, or the error that ends the
+// batch: cancelled (paused, stopped, Temporal's activity pause or reset), the worker shutting
+// down, or the attempt no longer current.
+func (b *batch) check(since time.Time) error {
 	select {
 	case <-b.ctx.Done():
 		return errCancelled
@@ -72,27 +83,62 @@ func (b *batch) beat(paidCall bool) error {
 		return temporal.NewApplicationError("worker is shutting down", errTypeWorkerStopping)
 	default:
 	}
-	b.mu.Lock()
-	due, cp := b.gate.due(paidCall), b.checkpoint()
-	b.mu.Unlock()
-	if !due {
-		if b.gate.interval <= 0 {
-			activity.RecordHeartbeat(b.ctx, cp)
-		}
+	c := b.gate
+	if c.free <= 0 {
+		b.mu.Lock()
+		cp := b.checkpoint()
+		b.mu.Unlock()
+		activity.RecordHeartbeat(b.ctx, cp)
 		return nil
 	}
+	for {
+		c.mu.Lock()
+		if !c.asked.Before(since) {
+			c.mu.Unlock()
+			return nil
+		}
+		q, mine := c.pending, false
+		if q == nil {
+			q, mine = &question{asked: time.Now(), done: make(chan struct{})}, true
+			c.pending = q
+		}
+		c.mu.Unlock()
+		if mine {
+			b.ask(q)
+		} else {
+			<-q.done
+		}
+		if q.err != nil {
+			return q.err
+		}
+	}
+}
+
+// ask sends q, the batch's checkpoint in a synchronous heartbeat, and records its answer: the
+// server's reply says whether the batch was cancelled, in the round trip that checkpoints it.
+func (b *batch) ask(q *question) {
+	b.mu.Lock()
+	cp := b.checkpoint()
+	b.mu.Unlock()
 	err := activity.GetClient(b.ctx).RecordActivityHeartbeat(b.ctx, b.info.TaskToken, cp)
 	var canceled *temporal.CanceledError
 	var notFound *serviceerror.NotFound
 	switch {
 	case errors.As(err, &canceled), errors.Is(err, activity.ErrActivityPaused), errors.Is(err, activity.ErrActivityReset):
-		return b.cancelled()
+		q.err = b.cancelled()
 	case errors.As(err, &notFound):
-		return fmt.Errorf("%w: %v", errNotCurrent, err)
+		q.err = fmt.Errorf("%w: %v", errNotCurrent, err)
 	case err != nil:
 		activity.GetLogger(b.ctx).Warn("Control heartbeat failed; going on", "error", err)
 	}
-	return nil
+	c := b.gate
+	c.mu.Lock()
+	if q.err == nil && q.asked.After(c.asked) {
+		c.asked = q.asked
+	}
+	c.pending = nil
+	c.mu.Unlock()
+	close(q.done)
 }
 
 // cancelled hands a cancellation learned from the client's heartbeat to the SDK, whose own
@@ -121,6 +167,12 @@ func (b *batch) checkpoint() checkpoint {
 
 // sleep waits d while the batch is still wanted, asking the server every checkEvery.
 func (b *batch) sleep(d time.Duration) error {
+	// Asked first, too: a wait that follows a call cut at its deadline starts late in the
+	// heartbeat timeout, and the server must hear from the batch before it runs out.
+	b.deadline.progress()
+	if err := b.check(time.Now()); err != nil {
+		return err
+	}
 	until := time.Now().Add(d)
 	for left := d; left > 0; left = time.Until(until) {
 		t := time.NewTimer(min(left, checkEvery))
@@ -131,7 +183,7 @@ func (b *batch) sleep(d time.Duration) error {
 		case <-t.C:
 		}
 		b.deadline.progress() // waiting is not being stuck
-		if err := b.beat(true); err != nil {
+		if err := b.check(time.Now()); err != nil {
 			return err
 		}
 	}
@@ -253,7 +305,7 @@ func (b *batch) acquire() (*hold, error) {
 			return nil, errCancelled
 		case <-t.C:
 			b.deadline.progress() // waiting for a call slot is not being stuck
-			if err := b.beat(true); err != nil {
+			if err := b.check(time.Now()); err != nil {
 				return nil, err
 			}
 		}

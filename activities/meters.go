@@ -10,7 +10,6 @@ import (
 
 	"github.com/mhannotator/mha/internal/labels"
 	"github.com/mhannotator/mha/internal/llm"
-	"github.com/mhannotator/mha/internal/metrics"
 	"github.com/mhannotator/mha/internal/store"
 )
 
@@ -88,7 +87,7 @@ func (m *meters) callEnded(provider, model string, took time.Duration, outcome s
 	m.mu.Unlock()
 	m.scope.Tagged(map[string]string{"provider": provider}).Gauge("mha_provider_calls_in_flight").Update(float64(n))
 	by := m.scope.Tagged(map[string]string{"provider": provider, "model": model})
-	by.Histogram("mha_provider_request_duration_seconds", metrics.LatencyBuckets).RecordValue(took.Seconds())
+	by.Timer("mha_provider_request_duration_seconds").Record(took)
 	by.Tagged(map[string]string{"outcome": outcome}).Counter("mha_provider_outcomes_total").Inc(1)
 }
 
@@ -102,7 +101,7 @@ func (m *meters) deadlineCut(annotator, domain string) {
 
 // quotaWaited records how long a call waited for its quota slot.
 func (m *meters) quotaWaited(pool string, took time.Duration) {
-	m.scope.Tagged(map[string]string{"pool": pool}).Histogram("mha_quota_wait_seconds", metrics.LatencyBuckets).RecordValue(took.Seconds())
+	m.scope.Tagged(map[string]string{"pool": pool}).Timer("mha_quota_wait_seconds").Record(took)
 }
 
 // quotaGranted records a reservation's answer and the pool's limit it was asked under.
@@ -110,6 +109,22 @@ func (m *meters) quotaGranted(pool string, granted, perMinute int) {
 	by := m.scope.Tagged(map[string]string{"pool": pool})
 	by.Counter("mha_quota_granted_total").Inc(int64(granted))
 	by.Gauge("mha_quota_limit_requests_per_minute").Update(float64(perMinute))
+}
+
+// Phases of a sample's path through a batch, the values of mha_sample_phase_seconds's phase
+// label; the provider call itself is mha_provider_request_duration_seconds, and the quota
+// wait mha_quota_wait_seconds.
+const (
+	phaseLoad     = "load"      // taking the next sample, reading the store when the queue is empty
+	phaseControl  = "control"   // asking the server whether the run was paused or stopped
+	phaseCallSlot = "call_slot" // waiting for one of the worker's call slots
+	phaseStore    = "store"     // writing the annotation
+)
+
+// phase records how long a sample spent in one phase since start, so the time a sample
+// takes can be split where it goes.
+func (m *meters) phase(name string, start time.Time) {
+	m.scope.Tagged(map[string]string{"phase": name}).Timer("mha_sample_phase_seconds").Record(time.Since(start))
 }
 
 // replyOutcome classifies an answered call by whether its reply parsed.

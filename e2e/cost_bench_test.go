@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,8 +30,22 @@ import (
 	"github.com/mhannotator/mha/internal/store"
 )
 
-// costSamples is the samples each of the 30 runs of the cost benchmark annotates.
+// costSamples is the samples each of the 30 runs of the breakdown's pieces and, at least,
+// of a cost cell annotate.
 const costSamples = 100
+
+// bareSpan is how long a cell's bare loop should take at least: a rate measured over a few
+// seconds is mostly the platform's start (about half a second to the first stored
+// annotation), not its throughput.
+const bareSpan = 15 * time.Second
+
+// samples is how many samples each of the cell's 30 runs annotates: enough for the bare
+// loop to take about bareSpan at the cell's latency (a 0 ms provider counts as 5 ms), 100
+// to 1 000.
+func (c costCell) samples() int {
+	n := int(bareSpan * time.Duration(c.slots) / (30 * max(c.latency, 5*time.Millisecond)))
+	return min(max(n, costSamples), 1000)
+}
 
 // costCell is one cell of the cost matrix: provider latency L and worker activity slots C
 // (the bare loop's goroutines).
@@ -77,12 +92,22 @@ func costCells(b *testing.B) []costCell {
 // costRow is one cell's result.
 type costRow struct {
 	cell               costCell
+	samples            int     // per run
 	platform, bare     float64 // annotations per second
 	elapsed, bareTime  time.Duration
 	maxInFlight        int // at the fake during the platform run
 	bareMaxInFlight    int
 	calls, duplicates  int // calls the fake accepted during the platform run, and repeats of paid work
 	rateLimited, other int // 429s and faulted/rejected calls during the platform run
+	phases             []costPhase
+}
+
+// costPhase is the mean time of one piece of the platform's work during a cell, measured by
+// the worker's own timers (per sample) or from the runs' histories (per run).
+type costPhase struct {
+	name string
+	n    int
+	mean time.Duration
 }
 
 // BenchmarkCost is the P1 table: what the platform costs against a bare client doing the same
@@ -108,7 +133,7 @@ func BenchmarkCost(b *testing.B) {
 				}
 				record(figure{ID: "P1", Measure: fmt.Sprintf("throughput ÷ a bare client at L=%s, C=%d", fmtLatency(r.cell.latency), r.cell.slots),
 					Value: r.platform / r.bare, Goal: goal, Met: met(ok),
-					Settings: fmt.Sprintf("30 runs × %d samples, openai on the fake, batch 10, no quota limit; platform %.1f/s, bare %.1f/s", costSamples, r.platform, r.bare)})
+					Settings: fmt.Sprintf("30 runs × %d samples, openai on the fake, batch 10, no quota limit; platform %.1f/s, bare %.1f/s", r.samples, r.platform, r.bare)})
 				b.ReportMetric(r.platform, "annotations/s")
 				b.ReportMetric(r.bare, "bare-annotations/s")
 				b.ReportMetric(r.platform/r.bare, "platform/bare")
@@ -130,17 +155,37 @@ func BenchmarkCost(b *testing.B) {
 	})
 
 	var t strings.Builder
-	fmt.Fprintf(&t, "\nP1: platform against a bare client, 30 runs × %d samples, openai provider on the fake, stream on, batch 10\n\n", costSamples)
-	fmt.Fprintln(&t, "| L | C | platform/s | bare/s | platform/bare | platform time | bare time | slot-ms/sample platform | slot-ms/sample bare | max in flight (platform) | max in flight (bare) | calls | duplicates | 429s |")
-	fmt.Fprintln(&t, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintf(&t, "\nP1: platform against a bare client, 30 runs × N samples, openai provider on the fake, stream on, batch 10\n\n")
+	fmt.Fprintln(&t, "| L | C | N | platform/s | bare/s | platform/bare | platform time | bare time | slot-ms/sample platform | slot-ms/sample bare | max in flight (platform) | max in flight (bare) | calls | duplicates | 429s |")
+	fmt.Fprintln(&t, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
-		fmt.Fprintf(&t, "| %s | %d | %.1f | %.1f | %.3f | %s | %s | %.1f | %.1f | %d | %d | %d | %d | %d |\n",
-			fmtLatency(r.cell.latency), r.cell.slots, r.platform, r.bare, r.platform/r.bare,
+		fmt.Fprintf(&t, "| %s | %d | %d | %.1f | %.1f | %.3f | %s | %s | %.1f | %.1f | %d | %d | %d | %d | %d |\n",
+			fmtLatency(r.cell.latency), r.cell.slots, r.samples, r.platform, r.bare, r.platform/r.bare,
 			r.elapsed.Round(10*time.Millisecond), r.bareTime.Round(10*time.Millisecond),
 			float64(r.cell.slots)*1000/r.platform, float64(r.cell.slots)*1000/r.bare,
 			r.maxInFlight, r.bareMaxInFlight, r.calls, r.duplicates, r.rateLimited)
 	}
 	fmt.Fprintln(&t, "\nslot-ms/sample = C / rate: how long a sample holds one of the C slots; the platform's minus the bare one is the orchestration cost per sample.")
+	if len(rows) > 0 {
+		fmt.Fprintln(&t, "\nWhere the platform's time went in each cell: per sample, the worker's own timers (mha_sample_phase_seconds, mha_quota_wait_seconds, mha_provider_request_duration_seconds); per run, the histories (mean, count)")
+		fmt.Fprintln(&t)
+		fmt.Fprint(&t, "| piece |")
+		for _, r := range rows {
+			fmt.Fprintf(&t, " %s |", r.cell)
+		}
+		fmt.Fprint(&t, "\n| --- |")
+		for range rows {
+			fmt.Fprint(&t, " --- |")
+		}
+		fmt.Fprintln(&t)
+		for i, ph := range rows[0].phases {
+			fmt.Fprintf(&t, "| %s |", ph.name)
+			for _, r := range rows {
+				fmt.Fprintf(&t, " %s (%d) |", fmtMicros(r.phases[i].mean), r.phases[i].n)
+			}
+			fmt.Fprintln(&t)
+		}
+	}
 	if len(parts) > 0 {
 		fmt.Fprintln(&t, "\nTime breakdown of one sample on this machine (sequential, means)")
 		fmt.Fprintln(&t)
@@ -173,6 +218,7 @@ func costPairs() []runs.Pair {
 func costKey(a string) string { return "cost-key-" + a }
 
 func costOnce(b *testing.B, cell costCell) costRow {
+	n := cell.samples()
 	pairs := costPairs()
 	spec := map[string]map[labels.Domain]int{}
 	keys := map[string]string{}
@@ -181,7 +227,7 @@ func costOnce(b *testing.B, cell costCell) costRow {
 		if spec[p.Annotator] == nil {
 			spec[p.Annotator] = map[labels.Domain]int{}
 		}
-		spec[p.Annotator][p.Domain] = costSamples
+		spec[p.Annotator][p.Domain] = n
 		keys[p.Annotator] = costKey(p.Annotator)
 		fkeys[costKey(p.Annotator)] = fake.Key{} // no limit at the fake
 	}
@@ -196,8 +242,8 @@ func costOnce(b *testing.B, cell costCell) costRow {
 		"requests_per_minute": 100000, "requests_per_day": 100000000,
 		"heartbeat_timeout_seconds": 30, "request_timeout_seconds": 10, "stream_idle_timeout_seconds": 5,
 	}
-	s := newStackWith(b, g, spec, costSamples, nil, keys)
-	w := s.startWorker()
+	s := newStackWith(b, g, spec, n, nil, keys)
+	w := s.startWorkerWith(filepath.Join(binDir, "worker"), nil, "--health-listen", "127.0.0.1:0")
 	waitPollers(b, s.taskQueue)
 	b.Cleanup(func() { // a failed cell leaves no run behind
 		for _, p := range pairs {
@@ -209,7 +255,7 @@ func costOnce(b *testing.B, cell costCell) costRow {
 	if out, code := s.starter("start", "--all"); code != 0 {
 		b.Fatalf("start exited %d: %s", code, out)
 	}
-	timeout := 3*time.Duration(len(pairs)*costSamples)*cell.latency/time.Duration(cell.slots) + 3*time.Minute
+	timeout := 3*time.Duration(len(pairs)*n)*cell.latency/time.Duration(cell.slots) + 3*time.Minute
 	end := waitClosed(b, s, pairs, start, timeout, func() string {
 		st := f.Stats()
 		accepted := 0
@@ -224,26 +270,27 @@ func costOnce(b *testing.B, cell costCell) costRow {
 	})
 	elapsed := end.Sub(start)
 	for _, p := range pairs {
-		if n := s.stored(p); n != costSamples {
-			b.Fatalf("%s stored %d annotations, want %d", p.ID(), n, costSamples)
+		if got := s.stored(p); got != n {
+			b.Fatalf("%s stored %d annotations, want %d", p.ID(), got, n)
 		}
 	}
 	st := f.Stats()
-	row := costRow{cell: cell, elapsed: elapsed, platform: float64(len(pairs)*costSamples) / elapsed.Seconds(),
+	row := costRow{cell: cell, samples: n, elapsed: elapsed, platform: float64(len(pairs)*n) / elapsed.Seconds(),
 		maxInFlight: st.MaxInFlight, duplicates: st.Duplicates}
+	row.phases = append(samplePhases(b, w.health+"/metrics"), runPhases(b, pairs)...)
 	for _, ks := range st.ByKey {
 		row.calls += ks.Accepted
 		row.rateLimited += ks.RateLimited
 		row.other += ks.Faulted + ks.Rejected
 	}
-	_ = w.Process.Kill() // an idle worker still polls; the cleanup waits for it
+	_ = w.cmd.Process.Kill() // an idle worker still polls; the cleanup waits for it
 
 	f.ResetStats()
-	row.bare, row.bareTime = bareClient(b, s.cfg, pairs, cell.slots)
+	row.bare, row.bareTime = bareClient(b, s.cfg, pairs, n, cell.slots)
 	row.bareMaxInFlight = f.Stats().MaxInFlight
 
 	fmt.Fprintf(os.Stderr, "%s: platform %d annotations in %s = %.1f/s (max %d in flight, %d calls, %d duplicates, %d 429s, %d other); bare %.1f/s in %s (max %d in flight); platform/bare %.3f\n",
-		cell, len(pairs)*costSamples, elapsed.Round(time.Millisecond), row.platform, row.maxInFlight, row.calls, row.duplicates,
+		cell, len(pairs)*n, elapsed.Round(time.Millisecond), row.platform, row.maxInFlight, row.calls, row.duplicates,
 		row.rateLimited, row.other, row.bare, row.bareTime.Round(time.Millisecond), row.bareMaxInFlight, row.platform/row.bare)
 	return row
 }
@@ -302,17 +349,17 @@ func waitClosed(b *testing.B, s *stack, pairs []runs.Pair, start time.Time, time
 // bareClient is what a hand-written script would do: C goroutines making the 30 × N calls with
 // the annotators' provider clients (one per annotator, as the worker builds them), parsing each
 // reply and upserting it into a fresh store. It returns annotations per second and the time.
-func bareClient(b *testing.B, cfg *config.Config, pairs []runs.Pair, slots int) (float64, time.Duration) {
+func bareClient(b *testing.B, cfg *config.Config, pairs []runs.Pair, n, slots int) (float64, time.Duration) {
 	ctx := context.Background()
 	st, err := store.Open(ctx, b.TempDir()+"/bare.db")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	if _, err := st.ImportSamples(ctx, samples(costSamples)); err != nil {
+	if _, err := st.ImportSamples(ctx, samples(n)); err != nil {
 		b.Fatal(err)
 	}
-	all, err := st.Samples(ctx, 0, costSamples)
+	all, err := st.Samples(ctx, 0, n)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -377,6 +424,69 @@ func bareClient(b *testing.B, cfg *config.Config, pairs []runs.Pair, slots int) 
 		b.Fatalf("bare loop: %d malformed replies from the fake", n)
 	}
 	return float64(len(pairs)*len(all)) / elapsed.Seconds(), elapsed
+}
+
+// samplePhases reads, from the worker's /metrics, the mean time a sample spent in each piece
+// of its path and how many samples were timed.
+func samplePhases(b *testing.B, url string) []costPhase {
+	m := scrapeMetrics(b, url)
+	out := []costPhase{m.mean("quota wait (mha_quota_wait_seconds)", "mha_quota_wait_seconds", nil)}
+	for _, ph := range []string{"load", "control", "call_slot"} {
+		out = append(out, m.mean(ph+" (mha_sample_phase_seconds)", "mha_sample_phase_seconds", map[string]string{"phase": ph}))
+	}
+	out = append(out, m.mean("provider call (mha_provider_request_duration_seconds)", "mha_provider_request_duration_seconds", nil),
+		m.mean("store (mha_sample_phase_seconds)", "mha_sample_phase_seconds", map[string]string{"phase": "store"}))
+	return out
+}
+
+// runPhases reads the runs' histories: the time from a run's start to its first batch, the
+// gaps between its batches (a batch's end, the workflow task that takes it in, the next
+// batch's start) and the time from its last batch to its close.
+func runPhases(b *testing.B, pairs []runs.Pair) []costPhase {
+	var first, gaps, last []time.Duration
+	for _, p := range pairs {
+		var started, ended time.Time
+		batches := map[int64]bool{} // scheduled event IDs of AnnotateBatch
+		it := server.Client().GetWorkflowHistory(context.Background(), p.ID(), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			e, err := it.Next()
+			if err != nil {
+				b.Fatal(err)
+			}
+			at := e.GetEventTime().AsTime()
+			switch e.GetEventType() {
+			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+				started = at
+			case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+				batches[e.GetEventId()] = e.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == contract.AnnotateBatchName
+			case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+				if !batches[e.GetActivityTaskStartedEventAttributes().GetScheduledEventId()] {
+					continue
+				}
+				if ended.IsZero() {
+					first = append(first, at.Sub(started))
+				} else {
+					gaps = append(gaps, at.Sub(ended))
+				}
+			case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+				if batches[e.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()] {
+					ended = at
+				}
+			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+				last = append(last, at.Sub(ended))
+			}
+		}
+	}
+	return []costPhase{durations("run start → first batch starts (history)", first),
+		durations("batch ends → next batch starts (history)", gaps), durations("last batch ends → run closes (history)", last)}
+}
+
+func durations(name string, ds []time.Duration) costPhase {
+	ph := costPhase{name: name, n: len(ds)}
+	for _, d := range ds {
+		ph.mean += d / time.Duration(len(ds))
+	}
+	return ph
 }
 
 // costPart is the measured durations of one piece of a sample's path.

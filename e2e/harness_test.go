@@ -69,6 +69,7 @@ func runMain(m *testing.M) int {
 		ExistingPath:     cli,
 		ClientOptions:    &client.Options{Logger: quiet},
 		LogLevel:         "error",
+		ExtraArgs:        []string{"--dynamic-config-value", "system.enableActivityEagerExecution=true"},
 		SearchAttributes: temporal.NewSearchAttributes(attrs...),
 	})
 	if err != nil {

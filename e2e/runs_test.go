@@ -144,13 +144,17 @@ func TestPausedRunMakesNoProgressUntilResumed(t *testing.T) {
 }
 
 // startHangingWorker runs an in-process worker whose offline provider wedges, ignoring its
-// context, on the first call for the sample with text. The request timeout is lifted past the
-// heartbeat timeout, as an unbounded client would have it, so that only the heartbeat
-// machinery can end the hang. stop stops the worker.
-func (s *stack) startHangingWorker(text string) (prov *hangingProvider, stop func()) {
+// context, on the first call for the sample with text. A zero requestTimeout lifts the request
+// timeout past the heartbeat timeout (no valid config does; an unbounded client would), so
+// that only the heartbeat machinery can end the hang; otherwise the call is cut at the request
+// timeout. stop stops the worker.
+func (s *stack) startHangingWorker(text string, requestTimeout time.Duration) (prov *hangingProvider, stop func()) {
 	s.t.Helper()
 	cfg := *s.cfg
 	cfg.Global.RequestTimeout = time.Hour
+	if requestTimeout > 0 {
+		cfg.Global.RequestTimeout = requestTimeout
+	}
 	prov = &hangingProvider{Provider: offline.Annotator{}, hangText: text, hung: make(chan struct{})}
 	w := worker.New(server.Client(), s.taskQueue, worker.Options{})
 	workflows.Register(w)
@@ -187,7 +191,7 @@ func TestHungCallIsRecoveredByTheHeartbeatTimeout(t *testing.T) {
 		"h1": {labels.Modality: 30},
 	}, 30)
 	p := runs.Pair{Annotator: "h1", Domain: labels.Modality}
-	prov, stop := s.startHangingWorker(samples(30)[12].Text)
+	prov, stop := s.startHangingWorker(samples(30)[12].Text, 0)
 	defer stop()
 
 	if r := s.ctl.Start(context.Background(), p); r.Outcome != runs.Started {

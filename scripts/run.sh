@@ -38,6 +38,7 @@ else
   # finished its samples in flight and reported them.
   setsid bin/temporal server start-dev --ip "$host" --port "$port" --ui-port "$ui_port" \
     --db-filename data/temporal.db --log-level warn \
+    --dynamic-config-value system.enableActivityEagerExecution=true \
     --search-attribute Annotator=Keyword --search-attribute Domain=Keyword --search-attribute RunStatus=Keyword \
     --search-attribute RunChangedAt=Datetime \
     >>data/temporal.log 2>&1 &

@@ -173,6 +173,10 @@ func run(args []string) error {
 		// More batches than call slots: a batch that is storing, reserving quota or just
 		// starting leaves its call slot to another.
 		MaxConcurrentActivityExecutionSize: 3 * *maxActivities,
+		// Thirty runs started at once, or a burst of batches ending together, queue their
+		// tasks: pollers scale with the backlog instead of two of each.
+		WorkflowTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
+		ActivityTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
 		// On shutdown, polling stops and the samples in flight get this long to finish and
 		// be stored; the batches then end without costing their runs a restart attempt.
 		WorkerStopTimeout: stopGrace,

@@ -48,6 +48,10 @@ type Common struct {
 	// APIKey is --api-key; without it, Dial takes MHA_TEMPORAL_API_KEY, so the key never
 	// shows as a flag default. It is never logged.
 	APIKey config.Secret
+	// Compression is the compression of requests to Temporal: none (the default: a worker's
+	// requests are small heartbeats and task results, which gzip makes cost CPU on both
+	// ends and saves little) or gzip (for a server far away).
+	Compression string
 
 	envErr error // a malformed environment default, reported by ClientOptions
 }
@@ -73,6 +77,7 @@ func (c *Common) Register(fs *pflag.FlagSet) {
 		}
 	}
 	fs.BoolVar(&c.TLS, "tls", tlsOn, "connect to Temporal over TLS, trusting the system's CAs; implied by the other --tls-* flags and by an API key [MHA_TEMPORAL_TLS]")
+	fs.StringVar(&c.Compression, "grpc-compression", env("MHA_GRPC_COMPRESSION", "none"), "compression of requests to Temporal: none or gzip (worth it only for a distant server) [MHA_GRPC_COMPRESSION]")
 	fs.StringVar(&c.TLSCA, "tls-ca", env("MHA_TEMPORAL_TLS_CA", ""), "PEM file of the CA certificates the Temporal server's certificate is checked against, instead of the system's [MHA_TEMPORAL_TLS_CA]")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("MHA_TEMPORAL_TLS_CERT", ""), "PEM file of the client certificate for mTLS (Temporal Cloud mTLS), with --tls-key [MHA_TEMPORAL_TLS_CERT]")
 	fs.StringVar(&c.TLSKey, "tls-key", env("MHA_TEMPORAL_TLS_KEY", ""), "PEM file of the private key of --tls-cert [MHA_TEMPORAL_TLS_KEY]")
@@ -137,6 +142,14 @@ func (c *Common) ClientOptions(opts client.Options) (client.Options, error) {
 	}
 	opts.HostPort = c.TemporalAddress
 	opts.Namespace = c.Namespace
+	switch c.Compression {
+	case "", "none":
+		opts.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+	case "gzip":
+		opts.ConnectionOptions.GrpcCompression = &client.GrpcCompressionGzip{}
+	default:
+		return opts, fmt.Errorf("--grpc-compression (MHA_GRPC_COMPRESSION) %q: want none or gzip", c.Compression)
+	}
 	key := c.APIKey
 	if key == "" {
 		key = config.Secret(strings.TrimSpace(os.Getenv(APIKeyEnv)))

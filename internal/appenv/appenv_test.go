@@ -26,7 +26,7 @@ import (
 
 // connEnv are the environment variables of the connection settings.
 var connEnv = []string{"MHA_TEMPORAL_TLS", "MHA_TEMPORAL_TLS_CA", "MHA_TEMPORAL_TLS_CERT", "MHA_TEMPORAL_TLS_KEY",
-	"MHA_TEMPORAL_TLS_SERVER_NAME", APIKeyEnv, "MHA_TEMPORAL_ADDRESS", "MHA_NAMESPACE"}
+	"MHA_TEMPORAL_TLS_SERVER_NAME", APIKeyEnv, "MHA_TEMPORAL_ADDRESS", "MHA_NAMESPACE", "MHA_GRPC_COMPRESSION"}
 
 // parse registers the common flags with env set (and every other connection variable
 // cleared) and parses args.
@@ -72,6 +72,21 @@ func TestAPlainConnectionByDefault(t *testing.T) {
 	opts := options(t, c)
 	if opts.HostPort != "temporal:7233" || opts.Namespace != "ns" || opts.ConnectionOptions.TLS != nil || opts.Credentials != nil {
 		t.Fatalf("options %+v; want the address and namespace, no TLS, no credentials", opts)
+	}
+}
+
+func TestGRPCCompressionIsOffUnlessAskedFor(t *testing.T) {
+	c, _ := parse(t, nil)
+	if _, ok := options(t, c).ConnectionOptions.GrpcCompression.(*client.GrpcCompressionNone); !ok {
+		t.Fatalf("default compression %T; want none", options(t, c).ConnectionOptions.GrpcCompression)
+	}
+	c, _ = parse(t, map[string]string{"MHA_GRPC_COMPRESSION": "gzip"})
+	if _, ok := options(t, c).ConnectionOptions.GrpcCompression.(*client.GrpcCompressionGzip); !ok {
+		t.Fatalf("MHA_GRPC_COMPRESSION=gzip gave %T; want gzip", options(t, c).ConnectionOptions.GrpcCompression)
+	}
+	c, _ = parse(t, nil, "--grpc-compression", "brotli")
+	if _, err := c.ClientOptions(client.Options{}); err == nil || !strings.Contains(err.Error(), "--grpc-compression") || !strings.Contains(err.Error(), "brotli") {
+		t.Fatalf("--grpc-compression brotli: error %v; want one naming the flag and the value", err)
 	}
 }
 

@@ -1334,7 +1334,7 @@ var (
 		"temporal_worker_task_slots_available", "temporal_worker_task_slots_used",
 	}
 	contractHistograms = []string{
-		"mha_provider_request_duration_seconds", "mha_quota_wait_seconds", "api_request_duration_seconds",
+		"mha_provider_request_duration_seconds", "mha_quota_wait_seconds", "mha_sample_phase_seconds", "api_request_duration_seconds",
 		"temporal_activity_schedule_to_start_latency_seconds",
 		"temporal_workflow_task_schedule_to_start_latency_seconds",
 		"temporal_activity_execution_latency_seconds",

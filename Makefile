@@ -9,7 +9,7 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME    ?= 50000x
 GOFILES      = $(shell find . -name '*.go' -not -path './bin/*')
 
-.PHONY: run build test lint unit fuzz bench temporal tools
+.PHONY: run build test lint unit fuzz bench soak temporal tools
 
 ## run: the whole platform: dev server + Web UI, worker, api + dashboard, sample dataset, every enabled run
 run: build $(TEMPORAL)
@@ -32,7 +32,7 @@ lint: $(STATICCHECK)
 # Test artifacts (the dashboard's screenshots) land under bin/test-output/.
 unit: $(TEMPORAL)
 	mkdir -p $(BIN)/test-output
-	TEMPORAL_CLI=$(TEMPORAL) $(GO) test -count=1 -artifacts -outputdir $(BIN)/test-output ./...
+	TEMPORAL_CLI=$(TEMPORAL) $(GO) test -count=1 -timeout 18m -artifacts -outputdir $(BIN)/test-output ./...
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/labels
@@ -51,6 +51,13 @@ endif
 ## bench: orchestration cost against a bare client, quota use, reserve Update rate, live-event delay, idle-run cost, scale to 1 000 runs, batch mode; one summary table, also in bench/results.json (QUICK=1: a short version)
 bench: $(TEMPORAL)
 	$(BENCH_ENV) TEMPORAL_CLI=$(TEMPORAL) $(GO) test -run '^$$' -bench $(BENCH_RUN) -benchtime 1x -timeout 60m ./e2e
+
+# SOAK: how long `make soak` runs (chaos for four fifths of it, then the drain).
+SOAK        ?= 10m
+
+## soak: 30 runs against the fake provider under random faults, worker SIGKILLs, a dev server restart and random controls for $(SOAK) (make soak SOAK=3m); fails when the ledger of provider calls does not add up
+soak: $(TEMPORAL)
+	MHA_SOAK=$(SOAK) TEMPORAL_CLI=$(TEMPORAL) $(GO) test -run '^TestSoak$$' -count=1 -v -timeout 3h ./e2e
 
 ## temporal: the temporal CLI (dev server + Web UI), v1.5.1 built from the module proxy, reused when present
 temporal: $(TEMPORAL)

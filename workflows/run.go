@@ -20,6 +20,12 @@ const maxHistoryEvents = 2000
 // (no marker in their history) keep the loop they started with until they continue as new.
 const coreVersion = "core-v2"
 
+// cancelledBatchVersion marks runs that take a batch they cancelled for a pause or stop as
+// cancelled even when the pause was taken back before the batch ended: its attempt may end
+// timed out (its worker died) after the resume, and the server does not retry an activity
+// whose cancellation it was asked for. Runs without the marker failed there.
+const cancelledBatchVersion = "cancelled-batch-not-failed"
+
 // firstRetryBackoff is the first wait after a batch ended on a failing provider; each
 // further one doubles, up to RunSettings.RetryBackoffCap.
 const firstRetryBackoff = 2 * time.Second
@@ -196,7 +202,11 @@ func (r *run) runBatch(ctx workflow.Context) *contract.Wait {
 		Annotator: r.in.Annotator, Domain: r.in.Domain, Target: r.in.Target, Carry: r.st.Carry,
 		From: r.st.Position, Count: min(r.in.Settings.BatchSize, r.end()-r.st.Position),
 	}
-	r.cancelBatch = cancel
+	cancelled := false // by a pause or stop, even one taken back since
+	r.cancelBatch = func() {
+		cancelled = true
+		cancel()
+	}
 	var res contract.BatchResult
 	err := workflow.ExecuteActivity(bctx, contract.AnnotateBatchName, in).Get(ctx, &res)
 	r.cancelBatch = nil
@@ -206,6 +216,9 @@ func (r *run) runBatch(ctx workflow.Context) *contract.Wait {
 	case err != nil && (r.st.Paused || r.stop):
 		// Paused or stopped mid-batch, whether the attempt ended cancelled, timed out or
 		// failed: the samples stored so far are counted from the store.
+		r.refresh(ctx)
+	case err != nil && cancelled && workflow.GetVersion(ctx, cancelledBatchVersion, workflow.DefaultVersion, 1) == 1:
+		// Paused and resumed while the batch ended: the run goes on with the next batch.
 		r.refresh(ctx)
 	case err != nil:
 		r.refresh(ctx)

@@ -188,6 +188,22 @@ func TestPauseStartsNoBatchUntilResume(t *testing.T) {
 	}
 }
 
+// A pause taken back before the batch it cancelled has ended (sent together here; in the soak,
+// a pause, a killed worker and a resume, the attempt ending timed out after the resume) is no
+// failure: the run goes on.
+func TestPauseThenResumeBeforeTheBatchEndsGoesOn(t *testing.T) {
+	f := newFakeStore(100)
+	env := newEnv(t, f)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(contract.SignalPause, nil)
+		env.SignalWorkflow(contract.SignalResume, nil)
+	}, 150*time.Second)
+	env.ExecuteWorkflow(AnnotationRun, input(50))
+	if st := result(t, env); st.Status != contract.StatusCompleted || st.Completed != 50 || st.LastError != "" {
+		t.Fatalf("final status = %+v, want completed 50 with no error", st)
+	}
+}
+
 func TestStopWhilePausedStopsTheRun(t *testing.T) {
 	f := newFakeStore(100)
 	env := newEnv(t, f)

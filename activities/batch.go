@@ -43,9 +43,10 @@ type batch struct {
 	size     int // samples in the store
 	end      int // the position after the run's last sample
 
-	slotMu sync.Mutex         // held while a lane takes a quota slot, maybe waiting for it
-	slots  []time.Time        // granted quota slots not used yet
-	next   <-chan reservation // the next slots, asked for meanwhile
+	slotMu  sync.Mutex         // held while a lane takes a quota slot, maybe waiting for it
+	slots   []time.Time        // granted quota slots not used yet
+	granted int                // how many slots the last reservation granted
+	next    <-chan reservation // the next slots, asked for meanwhile
 
 	mu        sync.Mutex
 	cp        checkpoint

@@ -271,16 +271,17 @@ func (b *batch) takeSlot(req llm.Request, left int) (time.Time, *contract.Wait, 
 				return time.Time{}, &contract.Wait{Until: at.Add(-h / 2), Status: contract.StatusWaitingQuota,
 					Reason: fmt.Sprintf("quota pool %s is busy; next call at %s", b.ann.QuotaPool, at.UTC().Format(time.RFC3339))}, nil
 			}
-			b.slots = r.slots
+			b.slots, b.granted = r.slots, len(r.slots)
 		}
 		at := b.slots[0]
 		b.slots = b.slots[1:]
 		if time.Since(at) > slotTolerance {
 			continue // too late to use without crowding a later minute
 		}
-		// The next slots are asked for while the last ones are used, so the reservation's
-		// round trip is not paid between two calls.
-		if len(b.slots) <= 1 && b.next == nil && left > 1 && time.Since(b.started) < minBatchSpan {
+		// The next slots are asked for while the last half are used, so the reservation's
+		// round trip is not paid between two calls, even by a batch whose lanes take
+		// several slots in that time.
+		if len(b.slots) <= max(1, b.granted/2) && b.next == nil && left > 1 && time.Since(b.started) < minBatchSpan {
 			b.next = b.reserve(req, b.slotsToAsk(left-1))
 		}
 		return at, nil, nil

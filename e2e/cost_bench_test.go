@@ -40,11 +40,11 @@ const costSamples = 100
 const bareSpan = 15 * time.Second
 
 // samples is how many samples each of the cell's 30 runs annotates: enough for the bare
-// loop to take about bareSpan at the cell's latency (a 0 ms provider counts as 5 ms), 100
-// to 1 000.
+// loop to take about bareSpan at the cell's latency (a 0 ms provider counts as 5 ms), 50
+// to 1 000 (a slow provider's cell still lasts 25 s or more).
 func (c costCell) samples() int {
 	n := int(bareSpan * time.Duration(c.slots) / (30 * max(c.latency, 5*time.Millisecond)))
-	return min(max(n, costSamples), 1000)
+	return min(max(n, 50), 1000)
 }
 
 // costCell is one cell of the cost matrix: provider latency L and worker activity slots C
@@ -100,6 +100,7 @@ type costRow struct {
 	calls, duplicates  int // calls the fake accepted during the platform run, and repeats of paid work
 	rateLimited, other int // 429s and faulted/rejected calls during the platform run
 	phases             []costPhase
+	rpcs               map[string]float64 // the worker's Temporal requests per stored annotation, by operation
 }
 
 // costPhase is the mean time of one piece of the platform's work during a cell, measured by
@@ -112,13 +113,14 @@ type costPhase struct {
 
 // BenchmarkCost is the P1 table: what the platform costs against a bare client doing the same
 // networked work. Per cell, 30 runs (5 annotators × 6 domains, each annotator its own key and
-// quota pool, quota effectively unlimited) × 100 samples with the openai provider against the
-// fake provider with latency L on a worker with C activity slots, timed from `starter start
-// --all` until the last run closed; then a plain loop of C goroutines making the same 3000 calls
-// with the same provider client against the same fake, parsing each reply and upserting it into
-// a fresh store. Then the time a sample's pieces cost on this machine. Select cells with
-// MHA_BENCH_COST="0ms/10,500ms/30"; the default is all six (about 10 minutes, most of it at
-// 500 ms).
+// quota pool, quota effectively unlimited) × N samples (costCell.samples) with the openai
+// provider against the fake provider with latency L on a worker with C activity slots, timed
+// from `starter start --all` until the last run closed; then a plain loop of C goroutines making
+// the same 30 × N calls with the same provider client against the same fake, parsing each reply
+// and upserting it into a fresh store. Each cell also reports where the platform's time went
+// (the worker's timers, the runs' histories, the worker's Temporal requests per annotation);
+// then the time a sample's pieces cost one at a time on this machine. Select cells with
+// MHA_BENCH_COST="0ms/10,500ms/30"; the default is all six (about 7 minutes).
 func BenchmarkCost(b *testing.B) {
 	cells := costCells(b)
 	var rows []costRow
@@ -133,7 +135,7 @@ func BenchmarkCost(b *testing.B) {
 				}
 				record(figure{ID: "P1", Measure: fmt.Sprintf("throughput ÷ a bare client at L=%s, C=%d", fmtLatency(r.cell.latency), r.cell.slots),
 					Value: r.platform / r.bare, Goal: goal, Met: met(ok),
-					Settings: fmt.Sprintf("30 runs × %d samples, openai on the fake, batch 10, no quota limit; platform %.1f/s, bare %.1f/s", r.samples, r.platform, r.bare)})
+					Settings: fmt.Sprintf("30 runs × %d samples, openai on the fake, batch 10, quota pools metered at 100 000/min (never reached); platform %.1f/s, bare %.1f/s", r.samples, r.platform, r.bare)})
 				b.ReportMetric(r.platform, "annotations/s")
 				b.ReportMetric(r.bare, "bare-annotations/s")
 				b.ReportMetric(r.platform/r.bare, "platform/bare")
@@ -182,6 +184,22 @@ func BenchmarkCost(b *testing.B) {
 			fmt.Fprintf(&t, "| %s |", ph.name)
 			for _, r := range rows {
 				fmt.Fprintf(&t, " %s (%d) |", fmtMicros(r.phases[i].mean), r.phases[i].n)
+			}
+			fmt.Fprintln(&t)
+		}
+		var ops []string
+		for _, r := range rows {
+			for op := range r.rpcs {
+				if !slices.Contains(ops, op) {
+					ops = append(ops, op)
+				}
+			}
+		}
+		slices.Sort(ops)
+		for _, op := range ops {
+			fmt.Fprintf(&t, "| %s per annotation (the worker's temporal_request_total) |", op)
+			for _, r := range rows {
+				fmt.Fprintf(&t, " %.3f |", r.rpcs[op])
 			}
 			fmt.Fprintln(&t)
 		}
@@ -277,7 +295,9 @@ func costOnce(b *testing.B, cell costCell) costRow {
 	st := f.Stats()
 	row := costRow{cell: cell, samples: n, elapsed: elapsed, platform: float64(len(pairs)*n) / elapsed.Seconds(),
 		maxInFlight: st.MaxInFlight, duplicates: st.Duplicates}
-	row.phases = append(samplePhases(b, w.health+"/metrics"), runPhases(b, pairs)...)
+	m := scrapeMetrics(b, w.health+"/metrics")
+	row.phases = append(samplePhases(m), runPhases(b, pairs)...)
+	row.rpcs = m.perOperation("temporal_request_total", float64(len(pairs)*n))
 	for _, ks := range st.ByKey {
 		row.calls += ks.Accepted
 		row.rateLimited += ks.RateLimited
@@ -426,10 +446,9 @@ func bareClient(b *testing.B, cfg *config.Config, pairs []runs.Pair, n, slots in
 	return float64(len(pairs)*len(all)) / elapsed.Seconds(), elapsed
 }
 
-// samplePhases reads, from the worker's /metrics, the mean time a sample spent in each piece
+// samplePhases reads, from the worker's /metrics page m, the mean time a sample spent in each piece
 // of its path and how many samples were timed.
-func samplePhases(b *testing.B, url string) []costPhase {
-	m := scrapeMetrics(b, url)
+func samplePhases(m scrape) []costPhase {
 	out := []costPhase{m.mean("quota wait (mha_quota_wait_seconds)", "mha_quota_wait_seconds", nil)}
 	for _, ph := range []string{"load", "control", "call_slot"} {
 		out = append(out, m.mean(ph+" (mha_sample_phase_seconds)", "mha_sample_phase_seconds", map[string]string{"phase": ph}))

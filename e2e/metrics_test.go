@@ -104,6 +104,19 @@ series:
 	return ph
 }
 
+// perOperation adds up name's series by their operation label, each divided by per.
+func (s scrape) perOperation(name string, per float64) map[string]float64 {
+	out := map[string]float64{}
+	for _, m := range s[name].GetMetric() {
+		for _, l := range m.Label {
+			if l.GetName() == "operation" {
+				out[l.GetValue()] += m.GetCounter().GetValue() / per
+			}
+		}
+	}
+	return out
+}
+
 // names are the series names a query can select: a histogram's _bucket, _sum and _count.
 func (s scrape) names() map[string]bool {
 	out := map[string]bool{}

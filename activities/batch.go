@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -55,8 +56,8 @@ type batch struct {
 	queue     []store.Sample // loaded and not taken yet
 	loadedTo  int            // the position after the last loaded sample
 	unsettled map[int]bool   // positions loaded and not stored yet
-	lanes     int
-	halt      bool // a lane ended the batch: take nothing more
+	lanes     atomic.Int32   // lanes opened; read without mu when sizing a reservation
+	halt      bool           // a lane ended the batch: take nothing more
 	wait      *contract.Wait
 	err       error
 }
@@ -117,7 +118,7 @@ func (b *batch) run() (contract.BatchResult, error) {
 		return contract.BatchResult{}, err
 	}
 	var lanes sync.WaitGroup
-	b.lanes = 1
+	b.lanes.Store(1)
 	lanes.Add(1)
 	b.lane(&lanes)
 	lanes.Wait()
@@ -143,9 +144,9 @@ func (b *batch) lane(lanes *sync.WaitGroup) {
 		}
 		// No second lane while samples keep failing: a request that is wrong for every
 		// sample should cost max_consecutive_errors calls, not more.
-		spare := !b.halt && len(b.queue) > 0 && b.lanes < b.maxLanes() && b.idleCallSlot() && b.cp.Carry.StreakCount == 0
+		spare := !b.halt && len(b.queue) > 0 && int(b.lanes.Load()) < b.maxLanes() && b.idleCallSlot() && b.cp.Carry.StreakCount == 0
 		if spare {
-			b.lanes++
+			b.lanes.Add(1)
 			lanes.Add(1)
 		}
 		b.mu.Unlock()

@@ -313,14 +313,14 @@ func (b *batch) acquire() (*hold, error) {
 	}
 }
 
-// slotsToAsk is how many slots to reserve at once: as many as this batch can start before
-// the last of them would be stale, judged by the annotator's recent call duration.
+// slotsToAsk is how many slots to reserve at once: as many as this batch's lanes can start
+// before the last of them would be stale, judged by the annotator's recent call duration.
 func (b *batch) slotsToAsk(left int) int {
 	d, ok := b.a.callDuration(b.ann.ID)
 	if !ok {
 		return 1
 	}
-	return max(1, min(left, 1+int(slotTolerance/max(d, time.Millisecond))))
+	return max(1, min(left, 1+int(b.lanes.Load())*int(slotTolerance/max(d, time.Millisecond))))
 }
 
 // penalize handles a 429: with a limiter the whole pool waits (the next reservation lands

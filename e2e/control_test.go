@@ -111,6 +111,38 @@ func TestResumeThenPauseSentTogetherEndPaused(t *testing.T) {
 	replay(t, p.ID())
 }
 
+// TestPauseThenResumeSentTogetherGoesOn: a resume that arrives before the batch the pause
+// cancelled has ended leaves the run running, not failed; its history is the recorded one of
+// that path (workflows/testdata/core_v2_pause_then_resume.json).
+func TestPauseThenResumeSentTogetherGoesOn(t *testing.T) {
+	s := newStack(t, map[string]any{"offline_latency_seconds": 0.05, "max_concurrent_activities": 1},
+		map[string]map[labels.Domain]int{"pr": {labels.Urgency: 60}}, 60)
+	p := runs.Pair{Annotator: "pr", Domain: labels.Urgency}
+	s.startWorker()
+	if out, code := s.starter("start", "--all"); code != 0 {
+		t.Fatalf("start exited %d: %s", code, out)
+	}
+	waitFor(t, 30*time.Second, "a few stored annotations", func() (bool, string) { n := s.stored(p); return n >= 5, fmt.Sprint(n) })
+	ctx := context.Background()
+	for _, name := range []string{contract.SignalPause, contract.SignalResume} {
+		if err := server.Client().SignalWorkflow(ctx, p.ID(), "", name, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.waitStatus(p, contract.StatusCompleted, time.Minute)
+	if st.Completed != 60 || st.LastError != "" || s.stored(p) != 60 {
+		t.Fatalf("status %+v, store %d; want all 60 and no error", st, s.stored(p))
+	}
+	marked := false
+	for _, e := range history(t, p.ID()) {
+		marked = marked || strings.Contains(e.GetMarkerRecordedEventAttributes().String(), "cancelled-batch-not-failed")
+	}
+	if !marked {
+		t.Fatal("the cancelled batch ended after the resume without the run taking the versioned path; the signals arrived too far apart")
+	}
+	replay(t, p.ID())
+}
+
 func TestPauseWhileRunsWaitForQuotaStartsNoNewCall(t *testing.T) {
 	t.Parallel()
 	f := startFake(t, fake.Options{Keys: map[string]fake.Key{"key-w": {}}, Latency: 50 * time.Millisecond})

@@ -59,19 +59,7 @@ func runMain(m *testing.M) int {
 			return 1
 		}
 	}
-	attrs := make([]temporal.SearchAttributeUpdate, 0, len(contract.SearchAttributeKeys)+1)
-	for _, k := range contract.SearchAttributeKeys {
-		attrs = append(attrs, k.ValueSet(""))
-	}
-	attrs = append(attrs, contract.RunChangedAtKey.ValueSet(time.Time{}))
-	quiet := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	server, err = testsuite.StartDevServer(context.Background(), testsuite.DevServerOptions{
-		ExistingPath:     cli,
-		ClientOptions:    &client.Options{Logger: quiet},
-		LogLevel:         "error",
-		ExtraArgs:        []string{"--dynamic-config-value", "system.enableActivityEagerExecution=true"},
-		SearchAttributes: temporal.NewSearchAttributes(attrs...),
-	})
+	server, err = testsuite.StartDevServer(context.Background(), devServerOptions(cli))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: start dev server:", err)
 		return 1
@@ -80,6 +68,25 @@ func runMain(m *testing.M) int {
 	code := m.Run()
 	writeSummary()
 	return code
+}
+
+// devServerOptions are those of every dev server the tests start: the run search attributes
+// registered, eager activity execution on (as `make run` and the compose cluster have it),
+// quiet logs.
+func devServerOptions(cli string) testsuite.DevServerOptions {
+	attrs := make([]temporal.SearchAttributeUpdate, 0, len(contract.SearchAttributeKeys)+1)
+	for _, k := range contract.SearchAttributeKeys {
+		attrs = append(attrs, k.ValueSet(""))
+	}
+	attrs = append(attrs, contract.RunChangedAtKey.ValueSet(time.Time{}))
+	quiet := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	return testsuite.DevServerOptions{
+		ExistingPath:     cli,
+		ClientOptions:    &client.Options{Logger: quiet},
+		LogLevel:         "error",
+		ExtraArgs:        []string{"--dynamic-config-value", "system.enableActivityEagerExecution=true"},
+		SearchAttributes: temporal.NewSearchAttributes(attrs...),
+	}
 }
 
 // stack is one test's platform: its own config dir, store and task queue on the shared server.

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,8 +12,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/mhannotator/mha/internal/contract"
@@ -174,20 +171,10 @@ type ownServer struct {
 
 func startOwnServer(t *testing.T) *ownServer {
 	t.Helper()
-	// The run search attributes, registered as TestMain registers them on the shared server.
-	attrs := []temporal.SearchAttributeUpdate{contract.RunChangedAtKey.ValueSet(time.Time{})}
-	for _, k := range contract.SearchAttributeKeys {
-		attrs = append(attrs, k.ValueSet(""))
-	}
-	quiet := tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
-	o := &ownServer{opts: testsuite.DevServerOptions{
-		ExistingPath:     cliPath,
-		ClientOptions:    &client.Options{Logger: quiet}, // on a free port, kept across restarts
-		LogLevel:         "error",
-		DBFilename:       filepath.Join(t.TempDir(), "temporal.db"),
-		Stdout:           io.Discard, // its banner, at every start
-		SearchAttributes: temporal.NewSearchAttributes(attrs...),
-	}}
+	opts := devServerOptions(cliPath) // on a free port, kept across restarts
+	opts.DBFilename = filepath.Join(t.TempDir(), "temporal.db")
+	opts.Stdout = io.Discard // its banner, at every start
+	o := &ownServer{opts: opts}
 	o.start(t)
 	shared := server
 	server = o.dev

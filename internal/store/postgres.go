@@ -21,7 +21,8 @@ import (
 // It differs from SQLite only where PostgreSQL's types do, as the Store documentation says:
 // times are kept to the microsecond, and text must be valid UTF-8 without NUL bytes.
 type Postgres struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	group *committer
 	// lower is the SQL that lower-cases the text expression its %s stands for.
 	lower string
 }
@@ -43,6 +44,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		return nil, fmt.Errorf("store: %s: %w", where, err)
 	}
 	p := &Postgres{pool: pool}
+	p.group = newCommitter(p.upsert, p.upsertOne)
 	if err := p.init(ctx, cfg); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("store: %s: %w", where, err)
@@ -119,6 +121,7 @@ func pickLower(ctx context.Context, pool *pgxpool.Pool) (string, error) {
 
 // Close closes the connection pool.
 func (p *Postgres) Close() error {
+	p.group.close()
 	p.pool.Close()
 	return nil
 }
@@ -244,13 +247,11 @@ func (p *Postgres) Samples(ctx context.Context, offset, limit int) ([]Sample, er
 	return out, nil
 }
 
-// errRefused rolls back an upsert that changed nothing.
-var errRefused = errors.New("refused")
-
-// UpsertAnnotation implements Store. The write locks the counter row of annotation_seq
-// (UPDATE ... RETURNING) and holds it until it commits: the next writer gets its seq only after
-// this one is committed, so seqs become visible in order. A refused write rolls back, taking
-// back its seq. CreatedAt is kept to the microsecond, cut toward the past.
+// UpsertAnnotation implements Store. The write locks the counter row of annotation_seq and
+// holds it until it commits: the next writer gets its seq only after this one is committed, so
+// seqs become visible in order, and a refused write uses up none. CreatedAt is kept to the
+// microsecond, cut toward the past. The writes of one process share transactions (see
+// committer).
 func (p *Postgres) UpsertAnnotation(ctx context.Context, a Annotation) error {
 	now := time.Now()
 	if err := checkAnnotation(&a, now); err != nil {
@@ -269,29 +270,47 @@ func (p *Postgres) UpsertAnnotation(ctx context.Context, a Annotation) error {
 			return fmt.Errorf("store: upsert annotation: field %s %s", f.name, pgTextRule)
 		}
 	}
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var seq int64
-		if err := tx.QueryRow(ctx, `UPDATE annotation_seq SET last_seq = last_seq + 1 WHERE id = 1
-			RETURNING last_seq`).Scan(&seq); err != nil {
-			return fmt.Errorf("next seq: %w", err)
-		}
-		tag, err := tx.Exec(ctx, upsertSQL, upsertArgs(a, pgTime(a.CreatedAt), pgTime(now), seq)...)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return errRefused // an ok annotation stays, with its seq
-		}
-		return nil
-	})
+	return p.group.write(ctx, a, now)
+}
+
+// upsertOne writes a alone, with the error it deserves.
+func (p *Postgres) upsertOne(ctx context.Context, a Annotation, now time.Time) error {
+	err := p.upsert(ctx, []*pendingWrite{{a: a, now: now}})
 	var pe *pgconn.PgError
 	switch {
-	case err == nil, errors.Is(err, errRefused):
+	case err == nil:
 		return nil
 	case errors.As(err, &pe) && pe.Code == "23503": // foreign_key_violation
 		return fmt.Errorf("store: upsert annotation: sample %q is not stored", a.SampleID)
 	}
 	return fmt.Errorf("store: upsert annotation (%s, %s, %s): %w", a.Annotator, a.Domain, a.SampleID, err)
+}
+
+// upsert writes rows in one transaction, each written one taking the next seq.
+func (p *Postgres) upsert(ctx context.Context, rows []*pendingWrite) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var seq int64
+		if err := tx.QueryRow(ctx, `SELECT last_seq + 1 FROM annotation_seq WHERE id = 1 FOR UPDATE`).Scan(&seq); err != nil {
+			return fmt.Errorf("next seq: %w", err)
+		}
+		last := int64(0)
+		for _, w := range rows {
+			tag, err := tx.Exec(ctx, upsertSQL, upsertArgs(w.a, pgTime(w.a.CreatedAt), pgTime(w.now), seq)...)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() > 0 { // else refused: an ok annotation stays, with its seq
+				last, seq = seq, seq+1
+			}
+		}
+		if last == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE annotation_seq SET last_seq = $1 WHERE id = 1`, last); err != nil {
+			return fmt.Errorf("record seq: %w", err)
+		}
+		return nil
+	})
 }
 
 // pgTime is t as PostgreSQL keeps it: to the microsecond, cut toward the past (pgx would cut

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mhannotator/mha/internal/store"
@@ -123,6 +125,52 @@ func TestUpsertAnnotationAssignsSeqs(t *testing.T) {
 					}
 				}
 			})
+		}
+	})
+}
+
+// Concurrent writes share transactions: each written row still gets a seq of its own, seqs
+// stay dense, and a row whose sample is missing fails alone, taking no seq.
+func TestConcurrentWritesGetTheirOwnSeqsAndABadRowFailsAlone(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t)
+		ctx := context.Background()
+		const n = 200
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("s%03d", i)
+		}
+		if _, err := s.ImportSamples(ctx, samples(ids...)); err != nil {
+			t.Fatal(err)
+		}
+		errs := make([]error, n+1)
+		var wg sync.WaitGroup
+		for i := range errs {
+			id := "missing"
+			if i < n {
+				id = ids[i]
+			}
+			wg.Go(func() { errs[i] = s.UpsertAnnotation(ctx, annotation("1", "urgency", id, "ok")) })
+		}
+		wg.Wait()
+		for i, err := range errs[:n] {
+			if err != nil {
+				t.Errorf("write of %s: %v", ids[i], err)
+			}
+		}
+		if err := errs[n]; err == nil || !strings.Contains(err.Error(), `sample "missing" is not stored`) {
+			t.Errorf("write of a missing sample = %v, want it named as not stored", err)
+		}
+		got := seqs(t, s)
+		seen := map[int64]bool{}
+		for key, seq := range got {
+			if seq < 1 || seq > n || seen[seq] {
+				t.Errorf("%s has seq %d: want distinct seqs 1..%d", key, seq, n)
+			}
+			seen[seq] = true
+		}
+		if len(got) != n || lastSeq(t, s) != n {
+			t.Errorf("%d annotations, LastSeq %d; want %d and %d", len(got), lastSeq(t, s), n, n)
 		}
 	})
 }

@@ -27,6 +27,7 @@ type SQLite struct {
 	// The upsert's three statements, prepared once: parsing them for every annotation took
 	// a tenth of a busy worker's CPU.
 	nextSeq, upsertRow, recordSeq *sql.Stmt
+	group                         *committer
 }
 
 var _ Store = (*SQLite)(nil)
@@ -83,6 +84,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &SQLite{write: write, read: read}
+	s.group = newCommitter(s.upsert, s.upsertOne)
 	for _, p := range []struct {
 		stmt  **sql.Stmt
 		query string
@@ -100,8 +102,12 @@ func sqliteDSN(path string, extra ...string) string {
 	return path + "?" + strings.Join(append(append([]string(nil), sqliteParams...), extra...), "&")
 }
 
-// Close closes the prepared statements and both connection pools.
+// Close writes the annotations handed over already, then closes the prepared statements and
+// both connection pools.
 func (s *SQLite) Close() error {
+	if s.group != nil {
+		s.group.close()
+	}
 	var errs []error
 	for _, st := range []*sql.Stmt{s.nextSeq, s.upsertRow, s.recordSeq} {
 		if st != nil {
@@ -196,13 +202,19 @@ func (s *SQLite) Samples(ctx context.Context, offset, limit int) ([]Sample, erro
 
 // UpsertAnnotation implements Store. The write takes the next seq from annotation_seq and
 // records it there only when the row was written, in one transaction: writers are serialised
-// by the write lock, so seqs are committed in order and a refused write uses up none.
+// by the write lock, so seqs are committed in order and a refused write uses up none. The
+// writes of one process share transactions (see committer).
 func (s *SQLite) UpsertAnnotation(ctx context.Context, a Annotation) error {
 	now := time.Now()
 	if err := checkAnnotation(&a, now); err != nil {
 		return err
 	}
-	err := s.upsert(ctx, a, now)
+	return s.group.write(ctx, a, now)
+}
+
+// upsertOne writes a alone, with the error it deserves.
+func (s *SQLite) upsertOne(ctx context.Context, a Annotation, now time.Time) error {
+	err := s.upsert(ctx, []*pendingWrite{{a: a, now: now}})
 	var se *sqlite.Error
 	if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
 		return fmt.Errorf("store: upsert annotation: sample %q is not stored", a.SampleID)
@@ -213,7 +225,8 @@ func (s *SQLite) UpsertAnnotation(ctx context.Context, a Annotation) error {
 	return nil
 }
 
-func (s *SQLite) upsert(ctx context.Context, a Annotation, now time.Time) error {
+// upsert writes rows in one transaction, each written one taking the next seq.
+func (s *SQLite) upsert(ctx context.Context, rows []*pendingWrite) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -223,18 +236,24 @@ func (s *SQLite) upsert(ctx context.Context, a Annotation, now time.Time) error 
 	if err := tx.StmtContext(ctx, s.nextSeq).QueryRowContext(ctx).Scan(&seq); err != nil {
 		return fmt.Errorf("next seq: %w", err)
 	}
-	res, err := tx.StmtContext(ctx, s.upsertRow).ExecContext(ctx, upsertArgs(a, formatTime(a.CreatedAt), formatTime(now), seq)...)
-	if err != nil {
-		return err
+	upsert, last := tx.StmtContext(ctx, s.upsertRow), int64(0)
+	for _, w := range rows {
+		res, err := upsert.ExecContext(ctx, upsertArgs(w.a, formatTime(w.a.CreatedAt), formatTime(w.now), seq)...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n > 0 { // else refused: an ok annotation stays, with its seq
+			last, seq = seq, seq+1
+		}
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
+	if last == 0 {
+		return nil
 	}
-	if n == 0 {
-		return nil // refused: an ok annotation stays, with its seq
-	}
-	if _, err := tx.StmtContext(ctx, s.recordSeq).ExecContext(ctx, seq); err != nil {
+	if _, err := tx.StmtContext(ctx, s.recordSeq).ExecContext(ctx, last); err != nil {
 		return fmt.Errorf("record seq: %w", err)
 	}
 	return tx.Commit()

@@ -96,6 +96,12 @@ func (a *Activities) config(ctx context.Context) *config.Config {
 // storeWriteTimeout bounds one store write of an already-paid-for result.
 const storeWriteTimeout = 30 * time.Second
 
+// HaltBatch records that a run's batch must start no more calls; the run executes it as a
+// local activity on pause or stop, before it asks the server to cancel the batch.
+func (a *Activities) HaltBatch(ctx context.Context, in contract.HaltBatchInput) error {
+	return a.Store.HaltBatch(ctx, in.WorkflowID, in.Key)
+}
+
 // Progress reads a run's counts and its first unannotated sample from the store.
 func (a *Activities) Progress(ctx context.Context, in contract.ProgressInput) (contract.ProgressResult, error) {
 	size, err := a.Store.CountSamples(ctx)

@@ -64,7 +64,7 @@ type batch struct {
 
 // minBatchSpan: quick samples are grouped until a batch has lasted about this long, so a fast
 // provider does not pay a workflow round trip for every few samples.
-const minBatchSpan = 2 * time.Second
+const minBatchSpan = 5 * time.Second
 
 func (a *Activities) newBatch(ctx context.Context, in contract.BatchInput) (*batch, error) {
 	info := activity.GetInfo(ctx)
@@ -408,12 +408,14 @@ func (b *batch) annotate(s store.Sample, left int, called *time.Time) (store.Ann
 // beforeCall waits for the call's quota slot, asks the server whether the run was paused or
 // stopped since the lane's last call ended (called), then waits for one of the worker's call
 // slots, asking again every checkEvery while it waits: no lane starts a call after a pause it
-// could have heard since its last call, nor on an answer older than checkEvery. It returns
-// the call slot, which the caller releases.
+// could have heard since its last call, nor on an answer older than checkEvery. A batch with a
+// HaltKey hears of pause and stop from the store instead, read once it holds the call slot,
+// and asks the server only every control interval (for Temporal's own activity pause and
+// reset, and to checkpoint). It returns the call slot, which the caller releases.
 func (b *batch) beforeCall(req llm.Request, left int, called time.Time) (slot *hold, wait *contract.Wait, err error) {
 	since := called
-	if b.ann.Provider == config.ProviderOffline {
-		since = time.Now().Add(-b.gate.free) // free calls ask now and then
+	if b.in.HaltKey != "" || b.ann.Provider == config.ProviderOffline {
+		since = time.Now().Add(-b.gate.free) // the store tells of pauses, or calls are free: ask now and then
 	}
 	for {
 		var at time.Time
@@ -436,6 +438,45 @@ func (b *batch) beforeCall(req llm.Request, left int, called time.Time) (slot *h
 			slot.release()
 			continue // the slot went stale while the worker's calls were all busy
 		}
+		if err := b.halted(); err != nil {
+			slot.release()
+			return nil, nil, err
+		}
 		return slot, nil, nil
 	}
 }
+
+// halted reads from the store whether the run halted this batch (paused or stopped it). The
+// run records that before it asks the server to cancel the batch, so a halted batch waits for
+// the cancellation, which ends it as the server wants. A batch the server still wants a
+// heartbeat timeout later goes on: the server, not the store, has the last word.
+func (b *batch) halted() error {
+	if b.in.HaltKey == "" {
+		return nil
+	}
+	halted, err := b.a.Store.BatchHalted(b.ctx, b.info.WorkflowExecution.ID, b.in.HaltKey)
+	if err != nil {
+		return b.check(time.Now()) // without the store's answer, the server's
+	}
+	if !halted {
+		return nil
+	}
+	for until := time.Now().Add(b.info.HeartbeatTimeout); time.Now().Before(until); {
+		b.deadline.progress() // waiting is not being stuck
+		if err := b.check(time.Now()); err != nil {
+			return err
+		}
+		t := time.NewTimer(haltPoll)
+		select {
+		case <-b.ctx.Done():
+			t.Stop()
+			return errCancelled
+		case <-t.C:
+		}
+	}
+	activity.GetLogger(b.ctx).Warn("The run halted this batch, but the server did not cancel it; going on", "batch", b.in.HaltKey)
+	return nil
+}
+
+// haltPoll is how often a halted batch asks the server for its cancellation.
+const haltPoll = 50 * time.Millisecond

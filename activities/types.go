@@ -14,6 +14,7 @@ import (
 func Register(r worker.ActivityRegistry, a *Activities) {
 	r.RegisterActivityWithOptions(a.AnnotateBatch, activity.RegisterOptions{Name: contract.AnnotateBatchName})
 	r.RegisterActivityWithOptions(a.Progress, activity.RegisterOptions{Name: contract.ProgressName})
+	r.RegisterActivityWithOptions(a.HaltBatch, activity.RegisterOptions{Name: contract.HaltBatchName})
 	r.RegisterActivityWithOptions(a.SubmitChunk, activity.RegisterOptions{Name: contract.SubmitChunkName})
 	r.RegisterActivityWithOptions(a.PollChunk, activity.RegisterOptions{Name: contract.PollChunkName})
 	r.RegisterActivityWithOptions(a.CollectChunk, activity.RegisterOptions{Name: contract.CollectChunkName})

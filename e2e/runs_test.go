@@ -111,8 +111,13 @@ func TestPausedRunMakesNoProgressUntilResumed(t *testing.T) {
 	// the batch the pause cut short was reported cancelled, not failed.
 	events := history(t, p.ID())
 	var pausedAt, resumedAt int64
-	cancelled := 0
+	cancelled, halts := 0, 0
 	for _, e := range events {
+		// The run recorded the batch as halted in the store, for its lanes to read before a call.
+		if m := e.GetMarkerRecordedEventAttributes(); m != nil && m.GetMarkerName() == "LocalActivity" &&
+			strings.Contains(m.GetDetails()["data"].String(), contract.HaltBatchName) {
+			halts++
+		}
 		if u := e.GetWorkflowExecutionUpdateAcceptedEventAttributes(); u != nil {
 			switch u.GetAcceptedRequest().GetInput().GetName() {
 			case contract.SignalPause:
@@ -131,8 +136,8 @@ func TestPausedRunMakesNoProgressUntilResumed(t *testing.T) {
 	if pausedAt == 0 || resumedAt <= pausedAt {
 		t.Fatalf("history lacks pause (%d) then resume (%d) Updates", pausedAt, resumedAt)
 	}
-	if cancelled != 1 {
-		t.Fatalf("%d cancelled batches, want the one the pause cut short", cancelled)
+	if cancelled != 1 || halts != 1 {
+		t.Fatalf("%d cancelled batches and %d halts recorded, want the one the pause cut short", cancelled, halts)
 	}
 	for _, e := range events {
 		a := e.GetActivityTaskScheduledEventAttributes()

@@ -26,6 +26,11 @@ const coreVersion = "core-v2"
 // whose cancellation it was asked for. Runs without the marker failed there.
 const cancelledBatchVersion = "cancelled-batch-not-failed"
 
+// haltVersion marks runs whose batches hear of a pause or stop from the store: the run records
+// the halted batch (local activity HaltBatch) before it asks the server to cancel it, and the
+// batch's lanes read that record before each call instead of asking the server each time.
+const haltVersion = "halt-in-store"
+
 // firstRetryBackoff is the first wait after a batch ended on a failing provider; each
 // further one doubles, up to RunSettings.RetryBackoffCap.
 const firstRetryBackoff = 2 * time.Second
@@ -61,6 +66,7 @@ type run struct {
 	stopped       bool                // the loop has ended on stop
 	cancelBatch   workflow.CancelFunc // set while a batch runs: pause and stop cancel it
 	cancelWait    workflow.CancelFunc // set while the run waits on a timer: any control ends it
+	batches       int                 // batches this run (since its last continue-as-new) started
 	searchAttrsOn bool
 	changedAtOn   bool                // started with RunChangedAt (runs of older releases were not)
 	building      *contract.ChunkView // a batch-mode run's chunk being built and submitted
@@ -202,13 +208,29 @@ func (r *run) runBatch(ctx workflow.Context) *contract.Wait {
 		Annotator: r.in.Annotator, Domain: r.in.Domain, Target: r.in.Target, Carry: r.st.Carry,
 		From: r.st.Position, Count: min(r.in.Settings.BatchSize, r.end()-r.st.Position),
 	}
+	halting := workflow.GetVersion(ctx, haltVersion, workflow.DefaultVersion, 1) == 1
+	if halting {
+		r.batches++
+		in.HaltKey = fmt.Sprintf("%s/%d", workflow.GetInfo(ctx).WorkflowExecution.RunID, r.batches)
+	}
 	cancelled := false // by a pause or stop, even one taken back since
 	r.cancelBatch = func() {
 		cancelled = true
-		cancel()
+		if !halting {
+			cancel()
+		}
 	}
 	var res contract.BatchResult
-	err := workflow.ExecuteActivity(bctx, contract.AnnotateBatchName, in).Get(ctx, &res)
+	f := workflow.ExecuteActivity(bctx, contract.AnnotateBatchName, in)
+	if halting {
+		// The halt is recorded, then the cancellation asked for, in the same workflow task.
+		_ = workflow.Await(ctx, func() bool { return cancelled || f.IsReady() })
+		if cancelled && !f.IsReady() {
+			r.halt(ctx, in.HaltKey)
+			cancel()
+		}
+	}
+	err := f.Get(ctx, &res)
 	r.cancelBatch = nil
 	cancel()
 
@@ -242,6 +264,19 @@ func (r *run) runBatch(ctx workflow.Context) *contract.Wait {
 		return res.Wait
 	}
 	return nil
+}
+
+// halt records in the store that the batch named key must start no more calls. If that
+// fails, the batch hears of its cancellation at its next heartbeat instead.
+func (r *run) halt(ctx workflow.Context, key string) {
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 5 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	in := contract.HaltBatchInput{WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, Key: key}
+	if err := workflow.ExecuteLocalActivity(lctx, contract.HaltBatchName, in).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("Could not record the halted batch; it stops at its next heartbeat", "batch", key, "error", err)
+	}
 }
 
 // refresh reads the counts a failed or cancelled batch leaves behind, so the status shows

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,13 @@ type fakeStore struct {
 	failErr error
 	waits   []*contract.Wait // the next batches end at once asking for these waits
 	calls   int
+	keys    []string                  // the HaltKey of each batch call
+	halts   []contract.HaltBatchInput // the batches the run halted
+}
+
+func (f *fakeStore) halt(_ context.Context, in contract.HaltBatchInput) error {
+	f.halts = append(f.halts, in)
+	return nil
 }
 
 func newFakeStore(size int) *fakeStore { return &fakeStore{size: size, done: map[int]bool{}} }
@@ -58,6 +66,7 @@ func (f *fakeStore) progress(_ context.Context, in contract.ProgressInput) (cont
 func (f *fakeStore) batch(ctx context.Context, in contract.BatchInput) (contract.BatchResult, error) {
 	f.calls++
 	f.ran = append(f.ran, f.env.Now())
+	f.keys = append(f.keys, in.HaltKey)
 	if f.failFor > 0 {
 		f.failFor--
 		return contract.BatchResult{}, f.failErr
@@ -88,6 +97,7 @@ func newEnv(t *testing.T, f *fakeStore) *testsuite.TestWorkflowEnvironment {
 	env.RegisterWorkflowWithOptions(AnnotationRun, workflow.RegisterOptions{Name: contract.AnnotationRunName})
 	env.RegisterActivityWithOptions(f.progress, activity.RegisterOptions{Name: contract.ProgressName})
 	env.RegisterActivityWithOptions(f.batch, activity.RegisterOptions{Name: contract.AnnotateBatchName})
+	env.RegisterActivityWithOptions(f.halt, activity.RegisterOptions{Name: contract.HaltBatchName})
 	env.OnActivity(contract.AnnotateBatchName, mock.Anything, mock.Anything).Return(f.batch).After(time.Minute)
 	env.SetTestTimeout(30 * time.Second)
 	return env
@@ -201,6 +211,27 @@ func TestPauseThenResumeBeforeTheBatchEndsGoesOn(t *testing.T) {
 	env.ExecuteWorkflow(AnnotationRun, input(50))
 	if st := result(t, env); st.Status != contract.StatusCompleted || st.Completed != 50 || st.LastError != "" {
 		t.Fatalf("final status = %+v, want completed 50 with no error", st)
+	}
+}
+
+// A pause mid-batch records that batch as halted, under the key the batch was given, before
+// the batch is cancelled; every batch has a key of its own.
+func TestPauseRecordsTheRunningBatchAsHalted(t *testing.T) {
+	f := newFakeStore(100)
+	env := newEnv(t, f)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalPause, nil) }, 150*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalStop, nil) }, 10*time.Minute)
+	env.ExecuteWorkflow(AnnotationRun, input(100))
+	if st := result(t, env); st.Status != contract.StatusStopped {
+		t.Fatalf("status = %q, want stopped", st.Status)
+	}
+	distinct := slices.Compact(slices.Sorted(slices.Values(f.keys)))
+	if len(f.keys) != 3 || len(distinct) != 3 || distinct[0] == "" {
+		t.Fatalf("batch keys = %q; want three distinct ones (two batches done, the third paused)", f.keys)
+	}
+	want := []contract.HaltBatchInput{{WorkflowID: "default-test-workflow-id", Key: f.keys[2]}}
+	if !slices.Equal(f.halts, want) {
+		t.Fatalf("halted batches = %+v, want %+v", f.halts, want)
 	}
 }
 

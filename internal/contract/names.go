@@ -84,6 +84,9 @@ func ParseRunID(id string) (string, labels.Domain, error) {
 const (
 	AnnotateBatchName = "AnnotateBatch"
 	ProgressName      = "Progress"
+	// HaltBatchName is the local activity a run executes on pause or stop, before it asks the
+	// server to cancel its batch.
+	HaltBatchName = "HaltBatch"
 )
 
 // Application error types that no retry can fix; the workflow lists them as non-retryable

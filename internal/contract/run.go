@@ -169,6 +169,17 @@ type BatchInput struct {
 	Count     int
 	Target    int
 	Carry     Carry
+	// HaltKey names the batch among the run's batches. With it, a pause or stop reaches the
+	// batch's lanes through the store (HaltBatchInput) before each call, and the lanes ask
+	// the server only now and then; without it (runs of older releases), before every call.
+	HaltKey string `json:",omitempty"`
+}
+
+// HaltBatchInput says that a run's batch must start no more calls: the run was paused or
+// stopped.
+type HaltBatchInput struct {
+	WorkflowID string
+	Key        string
 }
 
 // BatchResult is what a batch did.

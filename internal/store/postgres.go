@@ -392,3 +392,20 @@ func (p *Postgres) DeleteAnnotations(ctx context.Context, annotator, domain stri
 	}
 	return int(tag.RowsAffected()), nil
 }
+
+// HaltBatch implements Store.
+func (p *Postgres) HaltBatch(ctx context.Context, workflowID, key string) error {
+	if _, err := p.pool.Exec(ctx, haltBatchSQL, pgText(workflowID), pgText(key)); err != nil {
+		return fmt.Errorf("store: halt batch %s of %s: %w", key, workflowID, err)
+	}
+	return nil
+}
+
+// BatchHalted implements Store.
+func (p *Postgres) BatchHalted(ctx context.Context, workflowID, key string) (bool, error) {
+	var n int
+	if err := p.pool.QueryRow(ctx, batchHaltedSQL, pgText(workflowID), pgText(key)).Scan(&n); err != nil {
+		return false, fmt.Errorf("store: is batch %s of %s halted: %w", key, workflowID, err)
+	}
+	return n > 0, nil
+}

@@ -110,6 +110,14 @@ ON CONFLICT (annotator, domain, sample_id) DO UPDATE SET
 	seq = excluded.seq
 WHERE annotations.status <> 'ok' OR excluded.status = 'ok'`
 
+// haltBatchSQL records batch $2 as run $1's latest halted batch; batchHaltedSQL counts that
+// record.
+const (
+	haltBatchSQL = `INSERT INTO batch_halts (workflow_id, batch_key) VALUES ($1, $2)
+		ON CONFLICT (workflow_id) DO UPDATE SET batch_key = excluded.batch_key`
+	batchHaltedSQL = `SELECT COUNT(*) FROM batch_halts WHERE workflow_id = $1 AND batch_key = $2`
+)
+
 // upsertArgs are the arguments of upsertSQL: a, with its CreatedAt as created, then the
 // update time and seq.
 func upsertArgs(a Annotation, created, updated any, seq int64) []any {

@@ -27,7 +27,9 @@ type SQLite struct {
 	// The upsert's three statements, prepared once: parsing them for every annotation took
 	// a tenth of a busy worker's CPU.
 	nextSeq, upsertRow, recordSeq *sql.Stmt
-	group                         *committer
+	// batchHalted, on the read pool, is asked before every paid call.
+	batchHalted *sql.Stmt
+	group       *committer
 }
 
 var _ Store = (*SQLite)(nil)
@@ -95,6 +97,10 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 			return nil, fmt.Errorf("store: prepare %s: %w", path, err)
 		}
 	}
+	if s.batchHalted, err = read.PrepareContext(ctx, batchHaltedSQL); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: prepare %s: %w", path, err)
+	}
 	return s, nil
 }
 
@@ -109,7 +115,7 @@ func (s *SQLite) Close() error {
 		s.group.close()
 	}
 	var errs []error
-	for _, st := range []*sql.Stmt{s.nextSeq, s.upsertRow, s.recordSeq} {
+	for _, st := range []*sql.Stmt{s.nextSeq, s.upsertRow, s.recordSeq, s.batchHalted} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -352,4 +358,21 @@ func (s *SQLite) Export(ctx context.Context, f Filter, fn func(ExportRow) error)
 // formatTime is the stored form of times: RFC 3339 in UTC, to the nanosecond.
 func formatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// HaltBatch implements Store.
+func (s *SQLite) HaltBatch(ctx context.Context, workflowID, key string) error {
+	if _, err := s.write.ExecContext(ctx, haltBatchSQL, workflowID, key); err != nil {
+		return fmt.Errorf("store: halt batch %s of %s: %w", key, workflowID, err)
+	}
+	return nil
+}
+
+// BatchHalted implements Store.
+func (s *SQLite) BatchHalted(ctx context.Context, workflowID, key string) (bool, error) {
+	var n int
+	if err := s.batchHalted.QueryRowContext(ctx, workflowID, key).Scan(&n); err != nil {
+		return false, fmt.Errorf("store: is batch %s of %s halted: %w", key, workflowID, err)
+	}
+	return n > 0, nil
 }

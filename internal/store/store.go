@@ -256,5 +256,10 @@ type Store interface {
 	// Stats returns one entry per (annotator, domain) that has annotations matching f, ordered
 	// by annotator then domain; none when nothing matches.
 	Stats(ctx context.Context, f Filter) ([]RunStats, error)
+	// HaltBatch records that the batch named key, of the run whose workflow ID is workflowID,
+	// must start no more calls: the run was paused or stopped. A run keeps only its latest.
+	HaltBatch(ctx context.Context, workflowID, key string) error
+	// BatchHalted reports whether HaltBatch recorded key as workflowID's latest halted batch.
+	BatchHalted(ctx context.Context, workflowID, key string) (bool, error)
 	Close() error
 }

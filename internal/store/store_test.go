@@ -715,3 +715,34 @@ func TestCachedTokensAreStoredAndSummed(t *testing.T) {
 		}
 	})
 }
+
+func TestBatchHaltedSeesOnlyTheRunsLatestHaltedBatch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t)
+		ctx := context.Background()
+		halted := func(wf, key string) bool {
+			t.Helper()
+			ok, err := s.BatchHalted(ctx, wf, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		if halted("run-a", "r1/1") {
+			t.Fatal("a batch nobody halted is halted")
+		}
+		if err := s.HaltBatch(ctx, "run-a", "r1/1"); err != nil {
+			t.Fatal(err)
+		}
+		if !halted("run-a", "r1/1") || halted("run-a", "r1/2") || halted("run-b", "r1/1") {
+			t.Fatal("after halting run-a's batch r1/1: want it alone halted")
+		}
+		// A resumed run's next batch has a new key; halting it replaces the record.
+		if err := s.HaltBatch(ctx, "run-a", "r1/2"); err != nil {
+			t.Fatal(err)
+		}
+		if !halted("run-a", "r1/2") || halted("run-a", "r1/1") {
+			t.Fatal("after halting run-a's batch r1/2: want it halted, and r1/1 no more recorded")
+		}
+	})
+}

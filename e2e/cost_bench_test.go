@@ -197,7 +197,7 @@ func BenchmarkCost(b *testing.B) {
 		}
 		slices.Sort(ops)
 		for _, op := range ops {
-			fmt.Fprintf(&t, "| %s per annotation (the worker's temporal_request_total) |", op)
+			fmt.Fprintf(&t, "| %s per annotation (the worker's temporal_request_total and temporal_long_request_total) |", op)
 			for _, r := range rows {
 				fmt.Fprintf(&t, " %.3f |", r.rpcs[op])
 			}
@@ -298,6 +298,10 @@ func costOnce(b *testing.B, cell costCell) costRow {
 	m := scrapeMetrics(b, w.health+"/metrics")
 	row.phases = append(samplePhases(m), runPhases(b, pairs)...)
 	row.rpcs = m.perOperation("temporal_request_total", float64(len(pairs)*n))
+	// Long requests: polls, and the quota reservations (Update-with-start).
+	for op, v := range m.perOperation("temporal_long_request_total", float64(len(pairs)*n)) {
+		row.rpcs[op] += v
+	}
 	for _, ks := range st.ByKey {
 		row.calls += ks.Accepted
 		row.rateLimited += ks.RateLimited

@@ -405,13 +405,14 @@ func (b *batch) annotate(s store.Sample, left int, called *time.Time) (store.Ann
 	}
 }
 
-// beforeCall waits for the call's quota slot, asks the server whether the run was paused or
-// stopped since the lane's last call ended (called), then waits for one of the worker's call
-// slots, asking again every checkEvery while it waits: no lane starts a call after a pause it
-// could have heard since its last call, nor on an answer older than checkEvery. A batch with a
-// HaltKey hears of pause and stop from the store instead, read once it holds the call slot,
-// and asks the server only every control interval (for Temporal's own activity pause and
-// reset, and to checkpoint). It returns the call slot, which the caller releases.
+// beforeCall waits for the call's quota slot, asks whether the run was paused or stopped since
+// the lane's last call ended (called), then waits for one of the worker's call slots, asking
+// again every checkEvery while it waits: no lane starts a call after a pause it could have
+// heard since its last call, nor on an answer older than checkEvery. The question goes to the
+// server, or, for a batch with a HaltKey, to the store, and to the server only every control
+// interval (for Temporal's own activity pause and reset, and to checkpoint). Both are asked
+// before the call slot is taken, so the slot is held for the call alone. It returns the call
+// slot, which the caller releases.
 func (b *batch) beforeCall(req llm.Request, left int, called time.Time) (slot *hold, wait *contract.Wait, err error) {
 	since := called
 	if b.in.HaltKey != "" || b.ann.Provider == config.ProviderOffline {
@@ -428,6 +429,9 @@ func (b *batch) beforeCall(req llm.Request, left int, called time.Time) (slot *h
 		if err := b.check(since); err != nil {
 			return nil, nil, err
 		}
+		if err := b.halted(); err != nil {
+			return nil, nil, err
+		}
 		b.a.meter().phase(phaseControl, asked)
 		waited := time.Now()
 		if slot, err = b.acquire(); err != nil {
@@ -437,10 +441,6 @@ func (b *batch) beforeCall(req llm.Request, left int, called time.Time) (slot *h
 		if !at.IsZero() && time.Since(at) > slotTolerance {
 			slot.release()
 			continue // the slot went stale while the worker's calls were all busy
-		}
-		if err := b.halted(); err != nil {
-			slot.release()
-			return nil, nil, err
 		}
 		return slot, nil, nil
 	}

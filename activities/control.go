@@ -288,8 +288,8 @@ func (b *batch) takeSlot(req llm.Request, left int) (time.Time, *contract.Wait, 
 	}
 }
 
-// acquire waits for one of the worker's call slots, asking the server meanwhile whether the
-// batch is still wanted; the slot's release frees it (a nil slot when calls are unbounded).
+// acquire waits for one of the worker's call slots, asking meanwhile whether the batch is
+// still wanted; the slot's release frees it (a nil slot when calls are unbounded).
 func (b *batch) acquire() (*hold, error) {
 	calls := b.a.CallSlots
 	if calls == nil {
@@ -307,6 +307,9 @@ func (b *batch) acquire() (*hold, error) {
 		case <-t.C:
 			b.deadline.progress() // waiting for a call slot is not being stuck
 			if err := b.check(time.Now()); err != nil {
+				return nil, err
+			}
+			if err := b.halted(); err != nil {
 				return nil, err
 			}
 		}

@@ -129,7 +129,7 @@ func (b *batch) run() (contract.BatchResult, error) {
 // samples it opens another lane when a call slot of the worker is idle.
 func (b *batch) lane(lanes *sync.WaitGroup) {
 	defer lanes.Done()
-	called := time.Now() // when the lane's last call ended: the next one needs a later "go on"
+	ln := &lane{called: time.Now()}
 	for {
 		t0 := time.Now()
 		s, left, ok := b.take()
@@ -137,7 +137,7 @@ func (b *batch) lane(lanes *sync.WaitGroup) {
 		if !ok {
 			return
 		}
-		wait, err := b.settleSample(s, left, &called)
+		wait, err := b.settleSample(s, left, ln)
 		b.mu.Lock()
 		if (wait != nil || err != nil) && !b.halt {
 			b.halt, b.wait, b.err = true, wait, err
@@ -239,30 +239,45 @@ func (b *batch) resumeAt() int {
 	return at
 }
 
+// lane is what one lane knows of its own past.
+type lane struct {
+	// called is when the lane's last call ended: the next one needs a "go on" to a later
+	// question. heard is when the lane's last store write, which read the batch's halt
+	// record and found none, began.
+	called, heard time.Time
+}
+
 // settleSample annotates one sample and stores the result, or says why the run must wait.
-func (b *batch) settleSample(s store.Sample, left int, called *time.Time) (*contract.Wait, error) {
-	result, wait, err := b.annotate(s, left, called)
+func (b *batch) settleSample(s store.Sample, left int, ln *lane) (*contract.Wait, error) {
+	result, wait, err := b.annotate(s, left, ln)
 	if err != nil || wait != nil {
 		return wait, err
 	}
 	// The call is paid for: store it even if the batch was cancelled meanwhile.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), storeWriteTimeout)
 	t0 := time.Now()
-	err = b.a.Store.UpsertAnnotation(wctx, result)
+	halted, err := b.a.Store.UpsertAnnotationCheckingHalt(wctx, result, b.info.WorkflowExecution.ID, b.in.HaltKey)
 	b.a.meter().phase(phaseStore, t0)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("store annotation of sample %s: %w", s.ID, err)
 	}
+	if !halted {
+		ln.heard = t0
+	}
 	b.deadline.progress()
 	b.a.meter().stored(result)
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.stored++
 	delete(b.unsettled, s.Position)
 	delete(b.cp.Carry.Reasks, s.ID)
 	b.cp.Last, b.cp.Strikes = b.resumeAt()-1, 0
-	return nil, b.streak(result)
+	err = b.streak(result)
+	b.mu.Unlock()
+	if err != nil || !halted {
+		return nil, err
+	}
+	return nil, b.awaitCancel()
 }
 
 // streak fails the run when max_consecutive_errors samples in a row ended with the same
@@ -316,9 +331,9 @@ func (b *batch) settle(err error) error {
 }
 
 // annotate asks for one sample's label, re-asking while the reply is malformed, and returns
-// the annotation to store, or a Wait when the run should wait outside the worker. called is
+// the annotation to store, or a Wait when the run should wait outside the worker. ln.called is
 // when the lane's last call ended, kept up to date.
-func (b *batch) annotate(s store.Sample, left int, called *time.Time) (store.Annotation, *contract.Wait, error) {
+func (b *batch) annotate(s store.Sample, left int, ln *lane) (store.Annotation, *contract.Wait, error) {
 	req := request(b.ann, b.prompt, b.in.Domain, s)
 	result := store.Annotation{Annotator: b.ann.ID, Domain: string(b.in.Domain), SampleID: s.ID, Model: b.ann.ModelName, PromptHash: b.prompt.Hash}
 	b.mu.Lock()
@@ -328,7 +343,7 @@ func (b *batch) annotate(s store.Sample, left int, called *time.Time) (store.Ann
 	quick := 0
 	for {
 		cycle := time.Now()
-		slot, wait, err := b.beforeCall(req, left, *called)
+		slot, wait, err := b.beforeCall(req, left, ln)
 		if err != nil || wait != nil {
 			return store.Annotation{}, wait, err
 		}
@@ -339,8 +354,8 @@ func (b *batch) annotate(s store.Sample, left int, called *time.Time) (store.Ann
 		// Each streamed chunk is progress: the call is alive even before the sample is stored.
 		resp, err := complete(llm.WithProgress(b.deadline.ctx, b.deadline.progress), b.provider, req, callTimeout(b.g), slot)
 		slot.release()
-		*called = time.Now()
-		took := called.Sub(sent)
+		ln.called = time.Now()
+		took := ln.called.Sub(sent)
 		if err != nil {
 			m.callEnded(b.ann.Provider, b.ann.ModelName, took, outcomeOf(err))
 		}
@@ -406,15 +421,15 @@ func (b *batch) annotate(s store.Sample, left int, called *time.Time) (store.Ann
 }
 
 // beforeCall waits for the call's quota slot, asks whether the run was paused or stopped since
-// the lane's last call ended (called), then waits for one of the worker's call slots, asking
+// the lane's last call ended (ln.called), then waits for one of the worker's call slots, asking
 // again every checkEvery while it waits: no lane starts a call after a pause it could have
 // heard since its last call, nor on an answer older than checkEvery. The question goes to the
 // server, or, for a batch with a HaltKey, to the store, and to the server only every control
 // interval (for Temporal's own activity pause and reset, and to checkpoint). Both are asked
 // before the call slot is taken, so the slot is held for the call alone. It returns the call
 // slot, which the caller releases.
-func (b *batch) beforeCall(req llm.Request, left int, called time.Time) (slot *hold, wait *contract.Wait, err error) {
-	since := called
+func (b *batch) beforeCall(req llm.Request, left int, ln *lane) (slot *hold, wait *contract.Wait, err error) {
+	since := ln.called
 	if b.in.HaltKey != "" || b.ann.Provider == config.ProviderOffline {
 		since = time.Now().Add(-b.gate.free) // the store tells of pauses, or calls are free: ask now and then
 	}
@@ -429,8 +444,12 @@ func (b *batch) beforeCall(req llm.Request, left int, called time.Time) (slot *h
 		if err := b.check(since); err != nil {
 			return nil, nil, err
 		}
-		if err := b.halted(); err != nil {
-			return nil, nil, err
+		// The lane's last store write read the halt record after its last call ended, unless
+		// that call stored nothing (a re-ask, a retry).
+		if !ln.heard.After(ln.called) {
+			if err := b.halted(); err != nil {
+				return nil, nil, err
+			}
 		}
 		b.a.meter().phase(phaseControl, asked)
 		waited := time.Now()
@@ -461,6 +480,11 @@ func (b *batch) halted() error {
 	if !halted {
 		return nil
 	}
+	return b.awaitCancel()
+}
+
+// awaitCancel waits for the server's cancellation of a batch the run halted.
+func (b *batch) awaitCancel() error {
 	for until := time.Now().Add(b.info.HeartbeatTimeout); time.Now().Before(until); {
 		b.deadline.progress() // waiting is not being stuck
 		if err := b.check(time.Now()); err != nil {

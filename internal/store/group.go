@@ -21,7 +21,7 @@ type committer struct {
 	// all writes rows in one transaction, all or none; one writes a single row, with the
 	// error that row deserves.
 	all func(ctx context.Context, rows []*pendingWrite) error
-	one func(ctx context.Context, a Annotation, now time.Time) error
+	one func(ctx context.Context, w *pendingWrite) error
 
 	writes chan *pendingWrite
 	quit   chan struct{}
@@ -41,30 +41,36 @@ var errStoreClosed = errors.New("store: closed")
 
 // pendingWrite is one writer's row and, once written, its outcome.
 type pendingWrite struct {
-	ctx  context.Context
-	a    Annotation
-	now  time.Time
-	err  error
-	done chan struct{}
+	ctx    context.Context
+	a      Annotation
+	now    time.Time
+	halt   *haltCheck // a batch whose halt record the write's transaction reads, if set
+	halted bool
+	err    error
+	done   chan struct{}
 }
 
-func newCommitter(all func(context.Context, []*pendingWrite) error, one func(context.Context, Annotation, time.Time) error) *committer {
+// haltCheck names a batch, for BatchHalted.
+type haltCheck struct{ workflowID, key string }
+
+func newCommitter(all func(context.Context, []*pendingWrite) error, one func(context.Context, *pendingWrite) error) *committer {
 	return &committer{all: all, one: one, writes: make(chan *pendingWrite, maxGroup), quit: make(chan struct{})}
 }
 
-// write stores a, as checked by the caller, and returns once it is committed or has failed.
-// A writer whose ctx ends first gets ctx's error, and its row may still be committed, as a
-// commit whose reply is lost would be.
-func (c *committer) write(ctx context.Context, a Annotation, now time.Time) error {
-	w := &pendingWrite{ctx: ctx, a: a, now: now, done: make(chan struct{})}
+// write stores a, as checked by the caller, and returns once it is committed or has failed,
+// with, when halt is set, whether that batch's halt record was there in the write's
+// transaction. A writer whose ctx ends first gets ctx's error, and its row may still be
+// committed, as a commit whose reply is lost would be.
+func (c *committer) write(ctx context.Context, a Annotation, now time.Time, halt *haltCheck) (bool, error) {
+	w := &pendingWrite{ctx: ctx, a: a, now: now, halt: halt, done: make(chan struct{})}
 	if err := c.handOver(w); err != nil {
-		return err
+		return false, err
 	}
 	select {
 	case <-w.done:
-		return w.err
+		return w.halted, w.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 }
 
@@ -147,7 +153,7 @@ func (c *committer) commit(rows []*pendingWrite) {
 	defer cancel()
 	if len(live) == 1 || c.all(ctx, live) != nil {
 		for _, w := range live {
-			w.err = c.one(ctx, w.a, w.now)
+			w.err = c.one(ctx, w)
 		}
 	}
 	for _, w := range live {

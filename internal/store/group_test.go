@@ -37,13 +37,13 @@ func (r *recorder) all(_ context.Context, rows []*pendingWrite) error {
 	return nil
 }
 
-func (r *recorder) one(_ context.Context, a Annotation, _ time.Time) error {
+func (r *recorder) one(_ context.Context, w *pendingWrite) error {
 	r.enter()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.ones = append(r.ones, a.SampleID)
-	if a.SampleID == r.failOne {
-		return fmt.Errorf("sample %q is not stored", a.SampleID)
+	r.ones = append(r.ones, w.a.SampleID)
+	if w.a.SampleID == r.failOne {
+		return fmt.Errorf("sample %q is not stored", w.a.SampleID)
 	}
 	return nil
 }
@@ -58,7 +58,10 @@ func (r *recorder) enter() {
 // writeAsync starts a write of sample id and returns where its outcome arrives.
 func writeAsync(c *committer, ctx context.Context, id string) <-chan error {
 	ch := make(chan error, 1)
-	go func() { ch <- c.write(ctx, Annotation{SampleID: id}, time.Now()) }()
+	go func() {
+		_, err := c.write(ctx, Annotation{SampleID: id}, time.Now(), nil)
+		ch <- err
+	}()
 	return ch
 }
 
@@ -161,7 +164,7 @@ func TestCloseWritesWhatWasHandedOverAndRefusesTheRest(t *testing.T) {
 			t.Errorf("a row handed over before close: %v", err)
 		}
 	}
-	if err := c.write(ctx, Annotation{SampleID: "late"}, time.Now()); !errors.Is(err, errStoreClosed) {
+	if _, err := c.write(ctx, Annotation{SampleID: "late"}, time.Now(), nil); !errors.Is(err, errStoreClosed) {
 		t.Errorf("a write after close = %v, want %v", err, errStoreClosed)
 	}
 	if got := append(slices.Clone(r.ones), slices.Concat(r.groups...)...); len(got) != 2 {

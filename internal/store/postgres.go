@@ -253,9 +253,15 @@ func (p *Postgres) Samples(ctx context.Context, offset, limit int) ([]Sample, er
 // microsecond, cut toward the past. The writes of one process share transactions (see
 // committer).
 func (p *Postgres) UpsertAnnotation(ctx context.Context, a Annotation) error {
+	_, err := p.UpsertAnnotationCheckingHalt(ctx, a, "", "")
+	return err
+}
+
+// UpsertAnnotationCheckingHalt implements Store; an empty key reads no halt record.
+func (p *Postgres) UpsertAnnotationCheckingHalt(ctx context.Context, a Annotation, workflowID, key string) (bool, error) {
 	now := time.Now()
 	if err := checkAnnotation(&a, now); err != nil {
-		return err
+		return false, err
 	}
 	// What a provider wrote is kept with its unstorable bytes replaced: refusing it would fail
 	// the batch, and its retry would get the same reply.
@@ -267,15 +273,16 @@ func (p *Postgres) UpsertAnnotation(ctx context.Context, a Annotation) error {
 		{"Model", a.Model}, {"PromptHash", a.PromptHash},
 	} {
 		if !pgStorable(f.value) {
-			return fmt.Errorf("store: upsert annotation: field %s %s", f.name, pgTextRule)
+			return false, fmt.Errorf("store: upsert annotation: field %s %s", f.name, pgTextRule)
 		}
 	}
-	return p.group.write(ctx, a, now)
+	return p.group.write(ctx, a, now, newHaltCheck(workflowID, key))
 }
 
-// upsertOne writes a alone, with the error it deserves.
-func (p *Postgres) upsertOne(ctx context.Context, a Annotation, now time.Time) error {
-	err := p.upsert(ctx, []*pendingWrite{{a: a, now: now}})
+// upsertOne writes w alone, with the error it deserves.
+func (p *Postgres) upsertOne(ctx context.Context, w *pendingWrite) error {
+	a := w.a
+	err := p.upsert(ctx, []*pendingWrite{w})
 	var pe *pgconn.PgError
 	switch {
 	case err == nil:
@@ -292,6 +299,15 @@ func (p *Postgres) upsert(ctx context.Context, rows []*pendingWrite) error {
 		var seq int64
 		if err := tx.QueryRow(ctx, `SELECT last_seq + 1 FROM annotation_seq WHERE id = 1 FOR UPDATE`).Scan(&seq); err != nil {
 			return fmt.Errorf("next seq: %w", err)
+		}
+		for _, w := range rows {
+			if w.halt != nil {
+				var n int
+				if err := tx.QueryRow(ctx, batchHaltedSQL, pgText(w.halt.workflowID), pgText(w.halt.key)).Scan(&n); err != nil {
+					return fmt.Errorf("halt record: %w", err)
+				}
+				w.halted = n > 0
+			}
 		}
 		last := int64(0)
 		for _, w := range rows {

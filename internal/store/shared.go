@@ -118,6 +118,14 @@ const (
 	batchHaltedSQL = `SELECT COUNT(*) FROM batch_halts WHERE workflow_id = $1 AND batch_key = $2`
 )
 
+// newHaltCheck is the halt record a write reads: none for an empty key.
+func newHaltCheck(workflowID, key string) *haltCheck {
+	if key == "" {
+		return nil
+	}
+	return &haltCheck{workflowID: workflowID, key: key}
+}
+
 // upsertArgs are the arguments of upsertSQL: a, with its CreatedAt as created, then the
 // update time and seq.
 func upsertArgs(a Annotation, created, updated any, seq int64) []any {

@@ -27,9 +27,10 @@ type SQLite struct {
 	// The upsert's three statements, prepared once: parsing them for every annotation took
 	// a tenth of a busy worker's CPU.
 	nextSeq, upsertRow, recordSeq *sql.Stmt
-	// batchHalted, on the read pool, is asked before every paid call.
-	batchHalted *sql.Stmt
-	group       *committer
+	// batchHalted, on the read pool, is asked before paid calls; haltedInWrite is the same
+	// question in a write's transaction.
+	batchHalted, haltedInWrite *sql.Stmt
+	group                      *committer
 }
 
 var _ Store = (*SQLite)(nil)
@@ -91,7 +92,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		stmt  **sql.Stmt
 		query string
 	}{{&s.nextSeq, `SELECT last_seq + 1 FROM annotation_seq WHERE id = 1`}, {&s.upsertRow, upsertSQL},
-		{&s.recordSeq, `UPDATE annotation_seq SET last_seq = $1 WHERE id = 1`}} {
+		{&s.recordSeq, `UPDATE annotation_seq SET last_seq = $1 WHERE id = 1`}, {&s.haltedInWrite, batchHaltedSQL}} {
 		if *p.stmt, err = write.PrepareContext(ctx, p.query); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("store: prepare %s: %w", path, err)
@@ -115,7 +116,7 @@ func (s *SQLite) Close() error {
 		s.group.close()
 	}
 	var errs []error
-	for _, st := range []*sql.Stmt{s.nextSeq, s.upsertRow, s.recordSeq, s.batchHalted} {
+	for _, st := range []*sql.Stmt{s.nextSeq, s.upsertRow, s.recordSeq, s.batchHalted, s.haltedInWrite} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -211,16 +212,23 @@ func (s *SQLite) Samples(ctx context.Context, offset, limit int) ([]Sample, erro
 // by the write lock, so seqs are committed in order and a refused write uses up none. The
 // writes of one process share transactions (see committer).
 func (s *SQLite) UpsertAnnotation(ctx context.Context, a Annotation) error {
-	now := time.Now()
-	if err := checkAnnotation(&a, now); err != nil {
-		return err
-	}
-	return s.group.write(ctx, a, now)
+	_, err := s.UpsertAnnotationCheckingHalt(ctx, a, "", "")
+	return err
 }
 
-// upsertOne writes a alone, with the error it deserves.
-func (s *SQLite) upsertOne(ctx context.Context, a Annotation, now time.Time) error {
-	err := s.upsert(ctx, []*pendingWrite{{a: a, now: now}})
+// UpsertAnnotationCheckingHalt implements Store; an empty key reads no halt record.
+func (s *SQLite) UpsertAnnotationCheckingHalt(ctx context.Context, a Annotation, workflowID, key string) (bool, error) {
+	now := time.Now()
+	if err := checkAnnotation(&a, now); err != nil {
+		return false, err
+	}
+	return s.group.write(ctx, a, now, newHaltCheck(workflowID, key))
+}
+
+// upsertOne writes w alone, with the error it deserves.
+func (s *SQLite) upsertOne(ctx context.Context, w *pendingWrite) error {
+	a := w.a
+	err := s.upsert(ctx, []*pendingWrite{w})
 	var se *sqlite.Error
 	if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
 		return fmt.Errorf("store: upsert annotation: sample %q is not stored", a.SampleID)
@@ -241,6 +249,15 @@ func (s *SQLite) upsert(ctx context.Context, rows []*pendingWrite) error {
 	var seq int64
 	if err := tx.StmtContext(ctx, s.nextSeq).QueryRowContext(ctx).Scan(&seq); err != nil {
 		return fmt.Errorf("next seq: %w", err)
+	}
+	for _, w := range rows {
+		if w.halt != nil {
+			var n int
+			if err := tx.StmtContext(ctx, s.haltedInWrite).QueryRowContext(ctx, w.halt.workflowID, w.halt.key).Scan(&n); err != nil {
+				return fmt.Errorf("halt record: %w", err)
+			}
+			w.halted = n > 0
+		}
 	}
 	upsert, last := tx.StmtContext(ctx, s.upsertRow), int64(0)
 	for _, w := range rows {

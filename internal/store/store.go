@@ -224,6 +224,10 @@ type Store interface {
 	// annotations since deleted. A refused write changes nothing, seq included. Writes become
 	// visible in seq order: once a reader sees seq n, no annotation with a seq <= n appears later.
 	UpsertAnnotation(ctx context.Context, a Annotation) error
+	// UpsertAnnotationCheckingHalt is UpsertAnnotation that also reads, in the write's own
+	// transaction, what BatchHalted(workflowID, key) would: a batch learns whether it was
+	// halted from the write it makes anyway.
+	UpsertAnnotationCheckingHalt(ctx context.Context, a Annotation, workflowID, key string) (halted bool, err error)
 	// AnnotatedIDs returns which of ids already have an annotation, of any status, for
 	// (annotator, domain).
 	AnnotatedIDs(ctx context.Context, annotator, domain string, ids []string) (map[string]bool, error)

@@ -744,5 +744,21 @@ func TestBatchHaltedSeesOnlyTheRunsLatestHaltedBatch(t *testing.T) {
 		if !halted("run-a", "r1/2") || halted("run-a", "r1/1") {
 			t.Fatal("after halting run-a's batch r1/2: want it halted, and r1/1 no more recorded")
 		}
+		// A batch's write reads the same record in its own transaction.
+		if _, err := s.ImportSamples(ctx, samples("s1", "s2")); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range []struct {
+			sample, key string
+			want        bool
+		}{{"s1", "r1/1", false}, {"s2", "r1/2", true}} {
+			got, err := s.UpsertAnnotationCheckingHalt(ctx, annotation("1", "urgency", w.sample, "ok"), "run-a", w.key)
+			if err != nil || got != w.want {
+				t.Errorf("write of %s checking batch %s: halted %v, %v; want %v", w.sample, w.key, got, err, w.want)
+			}
+		}
+		if c, err := s.CountAnnotations(ctx, "1", "urgency", 0); err != nil || c.OK != 2 {
+			t.Errorf("counts after the checking writes: %+v, %v; want 2 ok", c, err)
+		}
 	})
 }

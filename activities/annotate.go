@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/uber-go/tally/v4"
@@ -27,10 +28,11 @@ type Activities struct {
 	Prompts prompts.Library
 	// Provider builds an annotator's provider; nil picks the one its config names.
 	Provider func(config.Annotator) (llm.Provider, error)
-	// ControlInterval is how often, at most, a batch of the free offline annotator asks the
-	// server whether it was paused or stopped; before a paid call a lane always has an answer
-	// to a question asked after its previous call ended. Zero turns the synchronous question
-	// off, for tests without a server; cancellation then arrives with the SDK's own heartbeats.
+	// ControlInterval is how often, at most, a batch asks the server whether it was paused or
+	// stopped when it hears of that from the store (a batch with a HaltKey) or its calls are
+	// free (the offline annotator); other batches ask before every paid call. Zero turns the
+	// synchronous question off, for tests without a server; cancellation then arrives with
+	// the SDK's own heartbeats.
 	ControlInterval time.Duration
 	// Limiter meters provider calls per quota pool; nil leaves calls unmetered. The offline
 	// annotator is never metered.
@@ -57,6 +59,7 @@ type Activities struct {
 	providers map[string]llm.Provider  // by providerKey
 	latency   map[string]time.Duration // by annotator: recent call duration, for sizing reservations
 	slots     slotTracker              // call slots held, for the health check
+	lanes     atomic.Int32             // lanes working on this worker, of all batches
 }
 
 // Limiter hands out call slots of quota pools (runs.QuotaClient over the quota workflows).

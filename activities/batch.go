@@ -129,6 +129,8 @@ func (b *batch) run() (contract.BatchResult, error) {
 // samples it opens another lane when a call slot of the worker is idle.
 func (b *batch) lane(lanes *sync.WaitGroup) {
 	defer lanes.Done()
+	b.a.lanes.Add(1)
+	defer b.a.lanes.Add(-1)
 	ln := &lane{called: time.Now()}
 	for {
 		t0 := time.Now()
@@ -144,7 +146,8 @@ func (b *batch) lane(lanes *sync.WaitGroup) {
 		}
 		// No second lane while samples keep failing: a request that is wrong for every
 		// sample should cost max_consecutive_errors calls, not more.
-		spare := !b.halt && len(b.queue) > 0 && int(b.lanes.Load()) < b.maxLanes() && b.idleCallSlot() && b.cp.Carry.StreakCount == 0
+		spare := !b.halt && len(b.queue) > 0 && int(b.lanes.Load()) < b.maxLanes() && b.idleCallSlot() && b.cp.Carry.StreakCount == 0 &&
+			int(b.a.lanes.Load()) < lanesPerCallSlot*cap(b.a.CallSlots)
 		if spare {
 			b.lanes.Add(1)
 			lanes.Add(1)
@@ -158,6 +161,11 @@ func (b *batch) lane(lanes *sync.WaitGroup) {
 		}
 	}
 }
+
+// lanesPerCallSlot bounds the lanes of all batches on a worker: a lane spends about half its
+// time outside its call (storing, asking, reserving), so two per call slot keep the slots
+// busy, and more only crowd the worker's CPU, which a fast provider's calls wait for.
+const lanesPerCallSlot = 2
 
 // maxLanes is how many samples of one batch may be in the works at once: as many as the
 // worker has call slots (one without call slots, as in tests).

@@ -64,7 +64,7 @@ type batch struct {
 
 // minBatchSpan: quick samples are grouped until a batch has lasted about this long, so a fast
 // provider does not pay a workflow round trip for every few samples.
-const minBatchSpan = 5 * time.Second
+const minBatchSpan = 2 * time.Second
 
 func (a *Activities) newBatch(ctx context.Context, in contract.BatchInput) (*batch, error) {
 	info := activity.GetInfo(ctx)

@@ -36,12 +36,6 @@ type committer struct {
 // first writers need not wait for the last.
 const maxGroup = 256
 
-// A group of fewer than gatherBelow rows waits up to gatherFor for more before it commits.
-const (
-	gatherBelow = 8
-	gatherFor   = time.Millisecond
-)
-
 // errStoreClosed answers writes that reach a closed store.
 var errStoreClosed = errors.New("store: closed")
 
@@ -127,28 +121,15 @@ func (c *committer) run() {
 				}
 			}
 		}
-		// A small group waits a moment for more rows: a commit costs far more than a row.
-		gather := time.NewTimer(gatherFor)
 	more:
 		for len(rows) < maxGroup {
 			select {
 			case w := <-c.writes:
 				rows = append(rows, w)
-			case <-gather.C:
-				break more
 			default:
-				if len(rows) >= gatherBelow {
-					break more
-				}
-				select {
-				case w := <-c.writes:
-					rows = append(rows, w)
-				case <-gather.C:
-					break more
-				}
+				break more
 			}
 		}
-		gather.Stop()
 		c.commit(rows)
 	}
 }

@@ -131,7 +131,7 @@ func (b *batch) lane(lanes *sync.WaitGroup) {
 	defer lanes.Done()
 	b.a.lanes.Add(1)
 	defer b.a.lanes.Add(-1)
-	ln := &lane{called: time.Now()}
+	ln := &laneState{called: time.Now()}
 	for {
 		t0 := time.Now()
 		s, left, ok := b.take()
@@ -247,8 +247,8 @@ func (b *batch) resumeAt() int {
 	return at
 }
 
-// lane is what one lane knows of its own past.
-type lane struct {
+// laneState is what one lane knows of its own past.
+type laneState struct {
 	// called is when the lane's last call ended: the next one needs a "go on" to a later
 	// question. heard is when the lane's last store write, which read the batch's halt
 	// record and found none, began.
@@ -256,7 +256,7 @@ type lane struct {
 }
 
 // settleSample annotates one sample and stores the result, or says why the run must wait.
-func (b *batch) settleSample(s store.Sample, left int, ln *lane) (*contract.Wait, error) {
+func (b *batch) settleSample(s store.Sample, left int, ln *laneState) (*contract.Wait, error) {
 	result, wait, err := b.annotate(s, left, ln)
 	if err != nil || wait != nil {
 		return wait, err
@@ -341,7 +341,7 @@ func (b *batch) settle(err error) error {
 // annotate asks for one sample's label, re-asking while the reply is malformed, and returns
 // the annotation to store, or a Wait when the run should wait outside the worker. ln.called is
 // when the lane's last call ended, kept up to date.
-func (b *batch) annotate(s store.Sample, left int, ln *lane) (store.Annotation, *contract.Wait, error) {
+func (b *batch) annotate(s store.Sample, left int, ln *laneState) (store.Annotation, *contract.Wait, error) {
 	req := request(b.ann, b.prompt, b.in.Domain, s)
 	result := store.Annotation{Annotator: b.ann.ID, Domain: string(b.in.Domain), SampleID: s.ID, Model: b.ann.ModelName, PromptHash: b.prompt.Hash}
 	b.mu.Lock()
@@ -436,7 +436,7 @@ func (b *batch) annotate(s store.Sample, left int, ln *lane) (store.Annotation, 
 // interval (for Temporal's own activity pause and reset, and to checkpoint). Both are asked
 // before the call slot is taken, so the slot is held for the call alone. It returns the call
 // slot, which the caller releases.
-func (b *batch) beforeCall(req llm.Request, left int, ln *lane) (slot *hold, wait *contract.Wait, err error) {
+func (b *batch) beforeCall(req llm.Request, left int, ln *laneState) (slot *hold, wait *contract.Wait, err error) {
 	since := ln.called
 	if b.in.HaltKey != "" || b.ann.Provider == config.ProviderOffline {
 		since = time.Now().Add(-b.gate.free) // the store tells of pauses, or calls are free: ask now and then

@@ -74,7 +74,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	write.SetMaxOpenConns(1)
-	if err := migrate(ctx, write, ms); err != nil {
+	if err := migrateRetryingBusy(ctx, write, ms); err != nil {
 		write.Close()
 		return nil, fmt.Errorf("store: migrate %s: %w", path, err)
 	}
@@ -103,6 +103,24 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("store: prepare %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// migrateRetryingBusy is migrate, tried again when SQLite answers SQLITE_BUSY without
+// waiting: two processes opening a new database at once can both switch it to WAL, and the
+// loser's first statement fails at once instead of waiting for busy_timeout.
+func migrateRetryingBusy(ctx context.Context, db *sql.DB, ms []migration) error {
+	for attempt := 1; ; attempt++ {
+		err := migrate(ctx, db, ms)
+		var se *sqlite.Error
+		if attempt == 5 || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+		}
+	}
 }
 
 func sqliteDSN(path string, extra ...string) string {

@@ -80,7 +80,7 @@ func TestPausedRunMakesNoProgressUntilResumed(t *testing.T) {
 		"p1": {labels.Intensity: 60},
 	}, 60)
 	p := runs.Pair{Annotator: "p1", Domain: labels.Intensity}
-	s.startWorker()
+	w := s.startWorker()
 	if out, code := s.starter("start", "--annotator", "p1", "--domain", "intensity"); code != 0 {
 		t.Fatalf("start exited %d: %s", code, out)
 	}
@@ -100,6 +100,14 @@ func TestPausedRunMakesNoProgressUntilResumed(t *testing.T) {
 	if n := s.stored(p); n != atPause {
 		t.Fatalf("store grew from %d to %d while paused", atPause, n)
 	}
+	// With no worker to answer the status query, the run still shows paused (the status it
+	// recorded last), not running.
+	_ = w.Process.Kill()
+	_ = w.Wait()
+	if st := s.status(p); st.Status != contract.StatusPaused || st.Completed != atPause || !strings.Contains(st.LastError, "no worker answered") {
+		t.Fatalf("status without a worker: %+v; want paused with %d done, from the store", st, atPause)
+	}
+	s.startWorker()
 	if out, code := s.starter("resume", "--annotator", "p1", "--domain", "intensity"); code != 0 {
 		t.Fatalf("resume exited %d: %s", code, out)
 	}

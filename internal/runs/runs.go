@@ -14,7 +14,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/mhannotator/mha/internal/config"
@@ -293,8 +295,8 @@ func (c *Controller) Status(ctx context.Context, p Pair) (contract.Status, error
 			qerr = v.Get(&st)
 		}
 		if qerr != nil {
-			st, err = c.storedStatus(ctx, p, contract.StatusRunning)
-			st.LastError = "no worker answered the status query; counts are from the store"
+			st, err = c.storedStatus(ctx, p, recordedStatus(info))
+			st.LastError = "no worker answered the status query; the status is the one the run last recorded, the counts are from the store"
 		}
 		for _, pa := range desc.GetPendingActivities() {
 			if hb := pa.GetLastHeartbeatTime().AsTime(); pa.GetLastHeartbeatTime() != nil && hb.After(st.LastHeartbeat) {
@@ -310,6 +312,18 @@ func (c *Controller) Status(ctx context.Context, p Pair) (contract.Status, error
 	closed := strings.ToLower(strings.TrimPrefix(info.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_"))
 	closed = strings.ReplaceAll(closed, "_", "")
 	return c.storedStatus(ctx, p, closed)
+}
+
+// recordedStatus is the status an open run last recorded in its RunStatus search attribute
+// (a paused run stays paused while no worker is there to say so), or running when it
+// records none (the namespace lacks the attribute).
+func recordedStatus(info *workflowpb.WorkflowExecutionInfo) string {
+	var status string
+	p := info.GetSearchAttributes().GetIndexedFields()[contract.RunStatusKey.GetName()]
+	if p == nil || converter.GetDefaultDataConverter().FromPayload(p, &status) != nil || status == "" {
+		return contract.StatusRunning
+	}
+	return status
 }
 
 func (c *Controller) storedStatus(ctx context.Context, p Pair, status string) (contract.Status, error) {

@@ -37,6 +37,21 @@ type meters struct {
 
 	mu       sync.Mutex
 	inFlight map[string]int // provider calls in flight, by provider
+
+	series sync.Map // meterKey → tally.Counter, tally.Gauge or tally.Timer
+}
+
+// meterKey names one series: its name and label values, in the order its call site gives.
+type meterKey struct{ name, v1, v2, v3 string }
+
+// cached returns the series key names, made by mk the first time. Tally's Tagged builds a
+// scope key from a new map on every call, which cost a busy worker more than the recording.
+func cached[T any](m *meters, key meterKey, mk func() T) T {
+	if v, ok := m.series.Load(key); ok {
+		return v.(T)
+	}
+	v, _ := m.series.LoadOrStore(key, mk())
+	return v.(T)
 }
 
 func newMeters(scope tally.Scope) *meters {
@@ -64,11 +79,19 @@ func (m *meters) prepare(annotator, domain, provider, model string) {
 
 // stored counts one stored annotation and its tokens.
 func (m *meters) stored(a store.Annotation) {
-	m.scope.Tagged(map[string]string{"annotator": a.Annotator, "domain": a.Domain, "status": a.Status}).
-		Counter("mha_annotations_stored_total").Inc(1)
-	by := m.scope.Tagged(map[string]string{"annotator": a.Annotator})
-	by.Counter("mha_tokens_input_total").Inc(int64(a.InputTokens))
-	by.Counter("mha_tokens_output_total").Inc(int64(a.OutputTokens))
+	cached(m, meterKey{"mha_annotations_stored_total", a.Annotator, a.Domain, a.Status}, func() tally.Counter {
+		return m.scope.Tagged(map[string]string{"annotator": a.Annotator, "domain": a.Domain, "status": a.Status}).
+			Counter("mha_annotations_stored_total")
+	}).Inc(1)
+	m.tokens("mha_tokens_input_total", a.Annotator).Inc(int64(a.InputTokens))
+	m.tokens("mha_tokens_output_total", a.Annotator).Inc(int64(a.OutputTokens))
+}
+
+// tokens is the annotator's counter of input or output tokens.
+func (m *meters) tokens(name, annotator string) tally.Counter {
+	return cached(m, meterKey{name: name, v1: annotator}, func() tally.Counter {
+		return m.scope.Tagged(map[string]string{"annotator": annotator}).Counter(name)
+	})
 }
 
 // callStarted and callEnded bracket one provider call; callEnded records its latency and class.
@@ -77,7 +100,13 @@ func (m *meters) callStarted(provider string) {
 	m.inFlight[provider]++
 	n := m.inFlight[provider]
 	m.mu.Unlock()
-	m.scope.Tagged(map[string]string{"provider": provider}).Gauge("mha_provider_calls_in_flight").Update(float64(n))
+	m.inFlightGauge(provider).Update(float64(n))
+}
+
+func (m *meters) inFlightGauge(provider string) tally.Gauge {
+	return cached(m, meterKey{name: "mha_provider_calls_in_flight", v1: provider}, func() tally.Gauge {
+		return m.scope.Tagged(map[string]string{"provider": provider}).Gauge("mha_provider_calls_in_flight")
+	})
 }
 
 func (m *meters) callEnded(provider, model string, took time.Duration, outcome string) {
@@ -85,10 +114,13 @@ func (m *meters) callEnded(provider, model string, took time.Duration, outcome s
 	m.inFlight[provider]--
 	n := m.inFlight[provider]
 	m.mu.Unlock()
-	m.scope.Tagged(map[string]string{"provider": provider}).Gauge("mha_provider_calls_in_flight").Update(float64(n))
-	by := m.scope.Tagged(map[string]string{"provider": provider, "model": model})
-	by.Timer("mha_provider_request_duration_seconds").Record(took)
-	by.Tagged(map[string]string{"outcome": outcome}).Counter("mha_provider_outcomes_total").Inc(1)
+	m.inFlightGauge(provider).Update(float64(n))
+	cached(m, meterKey{"mha_provider_request_duration_seconds", provider, model, ""}, func() tally.Timer {
+		return m.scope.Tagged(map[string]string{"provider": provider, "model": model}).Timer("mha_provider_request_duration_seconds")
+	}).Record(took)
+	cached(m, meterKey{"mha_provider_outcomes_total", provider, model, outcome}, func() tally.Counter {
+		return m.scope.Tagged(map[string]string{"provider": provider, "model": model, "outcome": outcome}).Counter("mha_provider_outcomes_total")
+	}).Inc(1)
 }
 
 func (m *meters) reask(annotator, domain string) {
@@ -101,7 +133,9 @@ func (m *meters) deadlineCut(annotator, domain string) {
 
 // quotaWaited records how long a call waited for its quota slot.
 func (m *meters) quotaWaited(pool string, took time.Duration) {
-	m.scope.Tagged(map[string]string{"pool": pool}).Timer("mha_quota_wait_seconds").Record(took)
+	cached(m, meterKey{name: "mha_quota_wait_seconds", v1: pool}, func() tally.Timer {
+		return m.scope.Tagged(map[string]string{"pool": pool}).Timer("mha_quota_wait_seconds")
+	}).Record(took)
 }
 
 // quotaGranted records a reservation's answer and the pool's limit it was asked under.
@@ -124,7 +158,9 @@ const (
 // phase records how long a sample spent in one phase since start, so the time a sample
 // takes can be split where it goes.
 func (m *meters) phase(name string, start time.Time) {
-	m.scope.Tagged(map[string]string{"phase": name}).Timer("mha_sample_phase_seconds").Record(time.Since(start))
+	cached(m, meterKey{name: "mha_sample_phase_seconds", v1: name}, func() tally.Timer {
+		return m.scope.Tagged(map[string]string{"phase": name}).Timer("mha_sample_phase_seconds")
+	}).Record(time.Since(start))
 }
 
 // replyOutcome classifies an answered call by whether its reply parsed.

@@ -101,6 +101,10 @@ type costRow struct {
 	rateLimited, other int // 429s and faulted/rejected calls during the platform run
 	phases             []costPhase
 	rpcs               map[string]float64 // the worker's Temporal requests per stored annotation, by operation
+	// CPU time per annotation: the worker, the dev server and this process (the fake provider
+	// and the benchmark's polling) during the platform run, and this process (the fake and the
+	// bare loop) during the bare run.
+	workerCPU, serverCPU, testCPU, bareCPU time.Duration
 }
 
 // costPhase is the mean time of one piece of the platform's work during a cell, measured by
@@ -187,6 +191,21 @@ func BenchmarkCost(b *testing.B) {
 			}
 			fmt.Fprintln(&t)
 		}
+		for _, c := range []struct {
+			name string
+			of   func(costRow) time.Duration
+		}{
+			{"CPU per annotation: worker", func(r costRow) time.Duration { return r.workerCPU }},
+			{"CPU per annotation: dev server", func(r costRow) time.Duration { return r.serverCPU }},
+			{"CPU per annotation: fake provider and benchmark process", func(r costRow) time.Duration { return r.testCPU }},
+			{"CPU per annotation: bare loop and fake provider", func(r costRow) time.Duration { return r.bareCPU }},
+		} {
+			fmt.Fprintf(&t, "| %s |", c.name)
+			for _, r := range rows {
+				fmt.Fprintf(&t, " %s |", fmtMicros(c.of(r)))
+			}
+			fmt.Fprintln(&t)
+		}
 		var ops []string
 		for _, r := range rows {
 			for op := range r.rpcs {
@@ -269,6 +288,11 @@ func costOnce(b *testing.B, cell costCell) costRow {
 		}
 	})
 
+	pids := [3]int{w.cmd.Process.Pid, devServerPid(b), os.Getpid()}
+	var cpu0 [3]time.Duration
+	for i, pid := range pids {
+		cpu0[i] = procCPU(b, pid)
+	}
 	start := time.Now()
 	if out, code := s.starter("start", "--all"); code != 0 {
 		b.Fatalf("start exited %d: %s", code, out)
@@ -287,6 +311,9 @@ func costOnce(b *testing.B, cell costCell) costRow {
 		return fmt.Sprintf("fake: %d requests, %d accepted, %d in flight (max %d); store: %d annotations", st.Requests, accepted, st.InFlight, st.MaxInFlight, stored)
 	})
 	elapsed := end.Sub(start)
+	total := time.Duration(len(pairs) * n)
+	perAnnotation := func(i int) time.Duration { return (procCPU(b, pids[i]) - cpu0[i]) / total }
+	workerCPU, serverCPU, testCPU := perAnnotation(0), perAnnotation(1), perAnnotation(2)
 	for _, p := range pairs {
 		if got := s.stored(p); got != n {
 			b.Fatalf("%s stored %d annotations, want %d", p.ID(), got, n)
@@ -294,7 +321,7 @@ func costOnce(b *testing.B, cell costCell) costRow {
 	}
 	st := f.Stats()
 	row := costRow{cell: cell, samples: n, elapsed: elapsed, platform: float64(len(pairs)*n) / elapsed.Seconds(),
-		maxInFlight: st.MaxInFlight, duplicates: st.Duplicates}
+		maxInFlight: st.MaxInFlight, duplicates: st.Duplicates, workerCPU: workerCPU, serverCPU: serverCPU, testCPU: testCPU}
 	m := scrapeMetrics(b, w.health+"/metrics")
 	row.phases = append(samplePhases(m), runPhases(b, pairs)...)
 	row.rpcs = m.perOperation("temporal_request_total", float64(len(pairs)*n))
@@ -310,7 +337,9 @@ func costOnce(b *testing.B, cell costCell) costRow {
 	_ = w.cmd.Process.Kill() // an idle worker still polls; the cleanup waits for it
 
 	f.ResetStats()
+	bare0 := procCPU(b, pids[2])
 	row.bare, row.bareTime = bareClient(b, s.cfg, pairs, n, cell.slots)
+	row.bareCPU = (procCPU(b, pids[2]) - bare0) / total
 	row.bareMaxInFlight = f.Stats().MaxInFlight
 
 	fmt.Fprintf(os.Stderr, "%s: platform %d annotations in %s = %.1f/s (max %d in flight, %d calls, %d duplicates, %d 429s, %d other); bare %.1f/s in %s (max %d in flight); platform/bare %.3f\n",

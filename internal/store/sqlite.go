@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -31,6 +32,10 @@ type SQLite struct {
 	// question in a write's transaction.
 	batchHalted, haltedInWrite *sql.Stmt
 	group                      *committer
+	// reads holds the read pool's frequent queries, prepared on first use (query text →
+	// *sql.Stmt): a batch reads samples, annotated IDs and counts, and parsing each query
+	// again cost a busy worker as much as running it.
+	reads sync.Map
 }
 
 var _ Store = (*SQLite)(nil)
@@ -139,6 +144,10 @@ func (s *SQLite) Close() error {
 			errs = append(errs, st.Close())
 		}
 	}
+	s.reads.Range(func(_, st any) bool {
+		errs = append(errs, st.(*sql.Stmt).Close())
+		return true
+	})
 	return errors.Join(append(errs, s.read.Close(), s.write.Close())...)
 }
 
@@ -205,7 +214,7 @@ func (s *SQLite) importSamples(ctx context.Context, samples []Sample) (ImportRes
 
 // CountSamples implements Store.
 func (s *SQLite) CountSamples(ctx context.Context) (int, error) {
-	return scanValue[int](s.read.QueryRowContext(ctx, countSamplesQuery), "count samples")
+	return scanValue[int](s.queryRow(ctx, countSamplesQuery), "count samples")
 }
 
 // Samples implements Store.
@@ -213,7 +222,7 @@ func (s *SQLite) Samples(ctx context.Context, offset, limit int) ([]Sample, erro
 	if ok, err := checkSamplesWindow(offset, limit); !ok {
 		return nil, err
 	}
-	rows, err := s.read.QueryContext(ctx, samplesQuery, offset, limit)
+	rows, err := s.query(ctx, samplesQuery, offset, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: samples: %w", err)
 	}
@@ -301,7 +310,17 @@ func (s *SQLite) upsert(ctx context.Context, rows []*pendingWrite) error {
 }
 
 // maxInList bounds the placeholders of one query, well below SQLite's and PostgreSQL's limits.
-const maxInList = 500
+const maxInList = 512
+
+// inListSize is how many placeholders a list of n values gets: the next power of two from 8
+// on, so a few query texts serve every list and each is prepared once.
+func inListSize(n int) int {
+	size := 8
+	for size < n {
+		size *= 2
+	}
+	return size
+}
 
 // AnnotatedIDs implements Store.
 func (s *SQLite) AnnotatedIDs(ctx context.Context, annotator, domain string, ids []string) (map[string]bool, error) {
@@ -309,9 +328,9 @@ func (s *SQLite) AnnotatedIDs(ctx context.Context, annotator, domain string, ids
 	for start := 0; start < len(ids); start += maxInList {
 		chunk := ids[start:min(start+maxInList, len(ids))]
 		args := []any{annotator, domain}
-		marks := make([]string, len(chunk))
-		for i, id := range chunk {
-			args = append(args, id)
+		marks := make([]string, inListSize(len(chunk)))
+		for i := range marks {
+			args = append(args, chunk[min(i, len(chunk)-1)]) // the last one again fills the list
 			marks[i] = fmt.Sprintf("$%d", len(args))
 		}
 		if err := s.collectIDs(ctx, found, `SELECT sample_id FROM annotations
@@ -323,7 +342,7 @@ func (s *SQLite) AnnotatedIDs(ctx context.Context, annotator, domain string, ids
 }
 
 func (s *SQLite) collectIDs(ctx context.Context, found map[string]bool, query string, args []any) error {
-	rows, err := s.read.QueryContext(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -341,7 +360,7 @@ func (s *SQLite) collectIDs(ctx context.Context, found map[string]bool, query st
 // CountAnnotations implements Store.
 func (s *SQLite) CountAnnotations(ctx context.Context, annotator, domain string, limit int) (Counts, error) {
 	query, args := countAnnotationsQuery(annotator, domain, limit)
-	rows, err := s.read.QueryContext(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return Counts{}, fmt.Errorf("store: count annotations: %w", err)
 	}
@@ -410,4 +429,40 @@ func (s *SQLite) BatchHalted(ctx context.Context, workflowID, key string) (bool,
 		return false, fmt.Errorf("store: is batch %s of %s halted: %w", key, workflowID, err)
 	}
 	return n > 0, nil
+}
+
+// readStmt returns query prepared on the read pool, preparing it on first use. Only queries
+// of a few fixed texts go through it: each text stays prepared until Close.
+func (s *SQLite) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.reads.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.read.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.reads.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// query runs one of the read pool's frequent queries through its prepared statement, or
+// unprepared when preparing failed (then the query's own error, if any, is the answer).
+func (s *SQLite) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := s.readStmt(ctx, query)
+	if err != nil {
+		return s.read.QueryContext(ctx, query, args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// queryRow is query for a single row.
+func (s *SQLite) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := s.readStmt(ctx, query)
+	if err != nil {
+		return s.read.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
 }

@@ -92,7 +92,7 @@ func (s *SQLite) Changes(ctx context.Context, after int64, limit int) ([]Change,
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.read.QueryContext(ctx, changesQuery, after, limit)
+	rows, err := s.query(ctx, changesQuery, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: changes: %w", err)
 	}
@@ -106,7 +106,7 @@ func (s *SQLite) Changes(ctx context.Context, after int64, limit int) ([]Change,
 
 // LastSeq implements Store.
 func (s *SQLite) LastSeq(ctx context.Context) (int64, error) {
-	return scanValue[int64](s.read.QueryRowContext(ctx, lastSeqQuery), "last seq")
+	return scanValue[int64](s.queryRow(ctx, lastSeqQuery), "last seq")
 }
 
 // Annotations implements Store.

@@ -514,6 +514,11 @@ func TestAnnotatedIDsAcrossManyChunks(t *testing.T) {
 				t.Errorf("%s annotated = %v", id, got[id])
 			}
 		}
+		// A short list, filled out to a fixed length with its last ID (annotated) repeated.
+		short, err := s.AnnotatedIDs(ctx, "1", "urgency", []string{ids[1], ids[3]})
+		if err != nil || len(short) != 1 || !short[ids[3]] {
+			t.Errorf("AnnotatedIDs(%s, %s) = %v, %v; want %s only", ids[1], ids[3], short, err, ids[3])
+		}
 		none, err := s.AnnotatedIDs(ctx, "1", "urgency", nil)
 		if err != nil || len(none) != 0 {
 			t.Errorf("no IDs: got %v, %v", none, err)

@@ -314,20 +314,20 @@ func TestTemporalsOwnActivityPauseIsHonoured(t *testing.T) {
 	}
 	waitFor(t, time.Minute, "5 stored annotations", func() (bool, string) { n := s.stored(p); return n >= 5, fmt.Sprint(n) })
 	cli(t, "activity", "pause", "--workflow-id", p.ID(), "--activity-type", contract.AnnotateBatchName)
-	// The batch learns of the pause at its next heartbeat (every 250 ms for the free offline
-	// annotator) and stops after the sample in flight.
+	// The batch learns of the pause at its next heartbeat (every second, the worker's control
+	// interval) and stops after the sample in flight.
 	paused := time.Now()
 	var atPause int
 	waitFor(t, time.Minute, "the store to stop growing", func() (bool, string) {
-		if time.Since(paused) < time.Second {
+		if time.Since(paused) < 2*time.Second {
 			atPause = s.stored(p)
 			return false, fmt.Sprint(atPause)
 		}
 		n := s.stored(p)
 		if n != atPause {
-			t.Fatalf("the store grew from %d to %d more than a second after the activity was paused", atPause, n)
+			t.Fatalf("the store grew from %d to %d more than two seconds after the activity was paused", atPause, n)
 		}
-		return time.Since(paused) > 3*time.Second, fmt.Sprint(n)
+		return time.Since(paused) > 4*time.Second, fmt.Sprint(n)
 	})
 	if atPause >= 100 {
 		t.Fatal("the run finished before the pause; the test proves nothing")

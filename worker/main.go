@@ -28,11 +28,11 @@ import (
 	"github.com/mhannotator/mha/workflows"
 )
 
-// controlInterval is how often a batch asks the server whether it was paused or stopped
-// (runs of older releases) or whether Temporal's own activity pause or reset applies to it,
-// and checkpoints its progress; a pause or stop reaches a current run's batches through the
-// store before every call.
-const controlInterval = 500 * time.Millisecond
+// controlInterval is how often a batch asks the server whether Temporal's own activity pause
+// or reset applies to it, and checkpoints its progress; a pause or stop reaches a current
+// run's batches through the store before every call. At 500 ms these heartbeats were a tenth
+// of the dev server's work with a fast provider.
+const controlInterval = time.Second
 
 // stopMargin is what the default stop grace adds to the request timeout: time to store the
 // last samples and report the batches' end.

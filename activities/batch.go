@@ -438,8 +438,8 @@ func (b *batch) annotate(s store.Sample, left int, ln *laneState) (store.Annotat
 // slot, which the caller releases.
 func (b *batch) beforeCall(req llm.Request, left int, ln *laneState) (slot *hold, wait *contract.Wait, err error) {
 	since := ln.called
-	if b.in.HaltKey != "" || b.ann.Provider == config.ProviderOffline {
-		since = time.Now().Add(-b.gate.free) // the store tells of pauses, or calls are free: ask now and then
+	if b.asksNowAndThen() {
+		since = time.Now().Add(-b.gate.free)
 	}
 	for {
 		var at time.Time
@@ -471,6 +471,13 @@ func (b *batch) beforeCall(req llm.Request, left int, ln *laneState) (slot *hold
 		}
 		return slot, nil, nil
 	}
+}
+
+// asksNowAndThen reports whether the batch asks the server only every control interval: the
+// store tells it of pauses (a batch with a HaltKey), or its calls are free (the offline
+// annotator). Other batches, of runs started by an earlier release, ask before every call.
+func (b *batch) asksNowAndThen() bool {
+	return b.in.HaltKey != "" || b.ann.Provider == config.ProviderOffline
 }
 
 // halted reads from the store whether the run halted this batch (paused or stopped it). The

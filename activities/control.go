@@ -306,7 +306,13 @@ func (b *batch) acquire() (*hold, error) {
 			return nil, errCancelled
 		case <-t.C:
 			b.deadline.progress() // waiting for a call slot is not being stuck
-			if err := b.check(time.Now()); err != nil {
+			// The store is read every checkEvery; the server is asked, by one of the batch's
+			// waiting lanes, every control interval.
+			since := time.Now()
+			if b.asksNowAndThen() {
+				since = since.Add(-b.gate.free)
+			}
+			if err := b.check(since); err != nil {
 				return nil, err
 			}
 			if err := b.halted(); err != nil {

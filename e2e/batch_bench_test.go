@@ -37,9 +37,7 @@ func BenchmarkBatchMode(b *testing.B) {
 	s.startWorker()
 	for range b.N {
 		began := time.Now()
-		if out, code := s.starter("start", "--all"); code != 0 {
-			b.Fatalf("start exited %d: %s", code, out)
-		}
+		s.startAll()
 		for _, p := range pairs {
 			if st := s.waitStatus(p, contract.StatusCompleted, 30*time.Minute); st.Completed != n {
 				b.Fatalf("%s: %+v", p.ID(), st)

@@ -107,9 +107,7 @@ func TestBatchModePauseAndStop(t *testing.T) {
 		map[string]map[string]any{"bps": {"mode": "batch"}}, map[string]string{"bps": "key-ps"})
 	p := runs.Pair{Annotator: "bps", Domain: labels.Urgency}
 	s.startWorker()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	waitFor(t, 20*time.Second, "the first chunk at the provider", func() (bool, string) {
 		st := f.Stats()
 		return st.BatchSubmits == 1, fmt.Sprint(st.BatchSubmits, " batches")
@@ -158,9 +156,7 @@ func TestBatchSubmitSurvivesAWorkerKilledMidSubmit(t *testing.T) {
 		map[string]map[string]any{"bk": {"mode": "batch"}}, map[string]string{"bk": "key-kill"})
 	p := runs.Pair{Annotator: "bk", Domain: labels.Modality}
 	w := s.startWorker()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	waitFor(t, 20*time.Second, "the provider to make the first batch", func() (bool, string) {
 		st := f.Stats()
 		return st.BatchSubmits == 1, fmt.Sprint(st.BatchSubmits, " batches")

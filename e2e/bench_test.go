@@ -45,9 +45,7 @@ func benchOnce(b *testing.B, batch int) {
 	s := newStack(b, map[string]any{"batch_size": batch, "max_concurrent_activities": 30}, spec, benchSamples)
 	w := s.startWorker()
 	start := time.Now()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		b.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	var pairs []runs.Pair
 	for a := 1; a <= 5; a++ {
 		for _, d := range labels.Domains {

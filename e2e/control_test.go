@@ -43,9 +43,7 @@ func TestBadTargetSignalsChangeNothingAndAStopStillWorks(t *testing.T) {
 		map[string]map[labels.Domain]int{"t1": {labels.Urgency: 200}}, 200)
 	p := runs.Pair{Annotator: "t1", Domain: labels.Urgency}
 	s.startWorker()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	waitFor(t, time.Minute, "the first stored annotation", func() (bool, string) { n := s.stored(p); return n > 0, fmt.Sprint(n) })
 	for _, input := range [][]string{nil, {"--input", `"forty"`}, {"--input", "-5"}, {"--input", `{"n": 3}`}} {
 		cli(t, append([]string{"workflow", "signal", "-w", p.ID(), "--name", "target"}, input...)...)
@@ -77,9 +75,7 @@ func TestResumeThenPauseSentTogetherEndPaused(t *testing.T) {
 		map[string]map[labels.Domain]int{"r1": {labels.Adjunct: 400}}, 400)
 	p := runs.Pair{Annotator: "r1", Domain: labels.Adjunct}
 	s.startWorker()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	ctx := context.Background()
 	c := server.Client()
 	for round := range 5 {
@@ -119,9 +115,7 @@ func TestPauseThenResumeSentTogetherGoesOn(t *testing.T) {
 		map[string]map[labels.Domain]int{"pr": {labels.Urgency: 60}}, 60)
 	p := runs.Pair{Annotator: "pr", Domain: labels.Urgency}
 	s.startWorker()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	waitFor(t, 30*time.Second, "a few stored annotations", func() (bool, string) { n := s.stored(p); return n >= 5, fmt.Sprint(n) })
 	ctx := context.Background()
 	for _, name := range []string{contract.SignalPause, contract.SignalResume} {
@@ -150,9 +144,7 @@ func TestPauseWhileRunsWaitForQuotaStartsNoNewCall(t *testing.T) {
 	s := newStackWith(t, netGlobal(f.URL(), map[string]any{"requests_per_minute": 6, "heartbeat_timeout_seconds": 10, "request_timeout_seconds": 5}),
 		spec, 10, nil, map[string]string{"w1": "key-w"})
 	s.startWorker()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	waitFor(t, time.Minute, "3 calls", func() (bool, string) { n := f.Stats().ByKey["key-w"].Accepted; return n >= 3, fmt.Sprint(n) })
 	// Every run now waits for a slot (6 a minute for 4 runs): the pause must end those waits.
 	if out, code := s.starter("pause", "--annotator", "w1"); code != 0 {
@@ -196,9 +188,7 @@ func TestSIGTERMSpendsNoRestartAttempt(t *testing.T) {
 	p := runs.Pair{Annotator: "g1", Domain: labels.Modality}
 	for range 2 {
 		w := s.startWorker()
-		if out, code := s.starter("start", "--all"); code != 0 {
-			t.Fatalf("start exited %d: %s", code, out)
-		}
+		s.startAll()
 		before := s.stored(p)
 		waitFor(t, time.Minute, "a batch under way", func() (bool, string) { n := s.stored(p); return n >= before+5, fmt.Sprint(n) })
 		if err := w.Process.Signal(syscall.SIGTERM); err != nil {
@@ -228,9 +218,7 @@ func TestAProviderOutageLongerThanTheRetryBudgetFailsNoRun(t *testing.T) {
 	s := newStackWith(t, netGlobal(f.URL(), map[string]any{"max_restart_attempts": 3, "max_retry_backoff_seconds": 8}), spec, 15, nil, map[string]string{"o1": "key-o"})
 	s.startWorker()
 	f.Inject(fake.Fault{Kind: fake.Overloaded}) // every call, until cleared
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	outageEnd := time.Now().Add(60 * time.Second)
 	waitFor(t, 2*time.Minute, "60 s of outage", func() (bool, string) {
 		for _, p := range pairs {
@@ -259,9 +247,7 @@ func TestALoweredLimitInTheConfigSlowsRunsAndFailsNone(t *testing.T) {
 	s := newStackWith(t, netGlobal(f.URL(), map[string]any{"requests_per_minute": 60, "batch_size": 20, "heartbeat_timeout_seconds": 10,
 		"request_timeout_seconds": 5}), spec, 40, nil, map[string]string{"l1": "key-l"})
 	s.startWorker()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	waitFor(t, time.Minute, "12 calls", func() (bool, string) { n := f.Stats().ByKey["key-l"].Accepted; return n >= 12, fmt.Sprint(n) })
 	// The limit drops to 6 a minute while the worker runs; nobody runs `starter start`.
 	s.global["requests_per_minute"] = 6
@@ -309,9 +295,7 @@ func TestTemporalsOwnActivityPauseIsHonoured(t *testing.T) {
 		map[string]map[labels.Domain]int{"ap": {labels.Intensity: 100}}, 100)
 	p := runs.Pair{Annotator: "ap", Domain: labels.Intensity}
 	s.startWorker()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	waitFor(t, time.Minute, "5 stored annotations", func() (bool, string) { n := s.stored(p); return n >= 5, fmt.Sprint(n) })
 	cli(t, "activity", "pause", "--workflow-id", p.ID(), "--activity-type", contract.AnnotateBatchName)
 	// The batch learns of the pause at its next heartbeat (every second, the worker's control

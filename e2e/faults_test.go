@@ -124,9 +124,7 @@ func TestInvalidKeyFailsAtOnceAndAFixedKeyCompletesAfterReset(t *testing.T) {
 	s := newStackWith(t, netGlobal(f.URL(), nil), map[string]map[labels.Domain]int{"nk": {labels.Intensity: 10}}, 10, nil, map[string]string{"nk": "wrong-key"})
 	p := runs.Pair{Annotator: "nk", Domain: labels.Intensity}
 	s.startWorker()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	st := s.waitStatus(p, contract.StatusFailed, time.Minute)
 	if !strings.Contains(st.LastError, "API key") || !strings.Contains(st.LastError, "invalid_key") || strings.Contains(st.LastError, "wrong-key") {
 		t.Fatalf("failed status says %q; want the invalid-key error, without the key", st.LastError)
@@ -283,9 +281,7 @@ func TestSilentlyDroppedKeepAliveCostsAtMostOneRequestDeadline(t *testing.T) {
 		map[string]map[labels.Domain]int{"nx": {labels.Urgency: 12}}, 12, nil, map[string]string{"nx": "key-k"})
 	p := runs.Pair{Annotator: "nx", Domain: labels.Urgency}
 	s.startWorker()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	waitFor(t, time.Minute, "4 stored annotations", func() (bool, string) { n := s.stored(p); return n >= 4, fmt.Sprint(n) })
 	if out, code := s.starter("pause", "--annotator", "nx"); code != 0 {
 		t.Fatalf("pause exited %d: %s", code, out)

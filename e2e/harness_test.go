@@ -274,6 +274,14 @@ func (s *stack) starter(args ...string) (string, int) {
 	return stdout.String(), code
 }
 
+// startAll starts every enabled run of the stack's config with the starter.
+func (s *stack) startAll() {
+	s.t.Helper()
+	if out, code := s.starter("start", "--all"); code != 0 {
+		s.t.Fatalf("start exited %d: %s", code, out)
+	}
+}
+
 func (s *stack) status(p runs.Pair) contract.Status {
 	s.t.Helper()
 	st, err := s.ctl.Status(context.Background(), p)

@@ -139,9 +139,7 @@ func testWedgedWorkerTurnsUnhealthy(t *testing.T) {
 		code, body := probeHealth(t, w.health+"/readyz")
 		return code == http.StatusOK, fmt.Sprint(code, " ", body)
 	})
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	waitFor(t, 20*time.Second, "samples stored", func() (bool, string) { n := s.stored(p); return n >= 6, fmt.Sprint(n) })
 	for range 5 { // busy: the slots turn over
 		if code, body := probeHealth(t, w.health+"/healthz"); code != http.StatusOK {
@@ -192,9 +190,7 @@ func testSIGTERMFinishesTheSamplesInFlight(t *testing.T) {
 	})
 	const grace = 4 * time.Second
 	w := s.startWorkerWith(filepath.Join(binDir, "worker"), nil, "--stop-grace", grace.String())
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	waitFor(t, 20*time.Second, "samples stored and a call in flight", func() (bool, string) {
 		n, st := s.stored(p), f.Stats()
 		return n >= 3 && st.InFlight > 0, fmt.Sprintf("stored %d, in flight %d", n, st.InFlight)

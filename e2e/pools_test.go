@@ -21,9 +21,7 @@ func TestTheSameBadRequestOnEverySampleFailsTheRunAndRedoFixesTheRows(t *testing
 	p := runs.Pair{Annotator: "e1", Domain: labels.Urgency}
 	f.Inject(fake.Fault{Kind: fake.BadRequest}) // the request is wrong for this model, whatever the sample
 	s.startWorker()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	st := s.waitStatus(p, contract.StatusFailed, time.Minute)
 	if !strings.Contains(st.LastError, "5 samples in a row") || !strings.Contains(st.LastError, "Thinking budget") {
 		t.Fatalf("failed status says %q; want the repeated error and its cause", st.LastError)
@@ -62,9 +60,7 @@ func TestThirtyRunsOnASmallPoolWithAShortRequestTimeoutCompleteWithoutATimeout(t
 	s := newStackWith(t, netGlobal(f.URL(), map[string]any{"requests_per_minute": 15, "request_timeout_seconds": 1,
 		"heartbeat_timeout_seconds": 3, "max_restart_attempts": 1, "max_concurrent_activities": 10}), spec, 1, extra, keys)
 	s.startWorker()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	for _, p := range pairs {
 		s.waitStatus(p, contract.StatusCompleted, 4*time.Minute)
 	}

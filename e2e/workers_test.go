@@ -122,9 +122,7 @@ func TestTwoWorkersOnPostgresSurviveASIGKILL(t *testing.T) {
 	doomed := s.startWorker()
 	s.startWorker()
 	began := time.Now()
-	if out, code := s.starter("start", "--all"); code != 0 {
-		t.Fatalf("start exited %d: %s", code, out)
-	}
+	s.startAll()
 	stored := func() int { return queryInt(t, db, `SELECT COUNT(*) FROM annotations`) }
 	waitFor(t, time.Minute, fmt.Sprintf("a third of the %d annotations", total), func() (bool, string) {
 		n := stored()

@@ -437,10 +437,7 @@ func (b *batch) annotate(s store.Sample, left int, ln *laneState) (store.Annotat
 // before the call slot is taken, so the slot is held for the call alone. It returns the call
 // slot, which the caller releases.
 func (b *batch) beforeCall(req llm.Request, left int, ln *laneState) (slot *hold, wait *contract.Wait, err error) {
-	since := ln.called
-	if b.asksNowAndThen() {
-		since = time.Now().Add(-b.gate.free)
-	}
+	since := b.answerSince(ln.called)
 	for {
 		var at time.Time
 		if b.a.metered(b.ann) {
@@ -473,11 +470,15 @@ func (b *batch) beforeCall(req llm.Request, left int, ln *laneState) (slot *hold
 	}
 }
 
-// asksNowAndThen reports whether the batch asks the server only every control interval: the
-// store tells it of pauses (a batch with a HaltKey), or its calls are free (the offline
-// annotator). Other batches, of runs started by an earlier release, ask before every call.
-func (b *batch) asksNowAndThen() bool {
-	return b.in.HaltKey != "" || b.ann.Provider == config.ProviderOffline
+// answerSince is how recent the server's "go on" must be for a lane that would otherwise
+// need one from want on. A batch that the store tells of pauses (it has a HaltKey), or whose
+// calls are free (the offline annotator), asks the server only every control interval; the
+// batches of runs started by an earlier release need want.
+func (b *batch) answerSince(want time.Time) time.Time {
+	if b.in.HaltKey != "" || b.ann.Provider == config.ProviderOffline {
+		return time.Now().Add(-b.gate.free)
+	}
+	return want
 }
 
 // halted reads from the store whether the run halted this batch (paused or stopped it). The

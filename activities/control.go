@@ -306,13 +306,8 @@ func (b *batch) acquire() (*hold, error) {
 			return nil, errCancelled
 		case <-t.C:
 			b.deadline.progress() // waiting for a call slot is not being stuck
-			// The store is read every checkEvery; the server is asked, by one of the batch's
-			// waiting lanes, every control interval.
-			since := time.Now()
-			if b.asksNowAndThen() {
-				since = since.Add(-b.gate.free)
-			}
-			if err := b.check(since); err != nil {
+			// The store is read every checkEvery, the server as often as answerSince wants.
+			if err := b.check(b.answerSince(time.Now())); err != nil {
 				return nil, err
 			}
 			if err := b.halted(); err != nil {
